@@ -1,0 +1,5 @@
+"""`python -m vlm_operator` runs the command line."""
+
+from vlm_operator.cli import main
+
+raise SystemExit(main())

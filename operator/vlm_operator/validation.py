@@ -1,0 +1,81 @@
+"""Offline validation of VisionModel manifests against the same models the CRD comes from."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from vlm_operator.api.constants import API_VERSION, KIND
+from vlm_operator.api.v1alpha1 import VisionModel
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem found in one document, located by its field path."""
+
+    source: str
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.field}: {self.message}"
+
+
+def field_path(location: tuple[int | str, ...]) -> str:
+    """Render a pydantic error location as a dotted field path, e.g. spec.engine.env[0].name."""
+    path = ""
+    for part in location:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "<document>"
+
+
+def validate_document(document: Any, source: str) -> list[Problem]:
+    """Check one parsed YAML document; an empty list means it is a valid VisionModel."""
+    if not isinstance(document, dict):
+        return [Problem(source, "<document>", "expected a mapping (a Kubernetes object)")]
+    if document.get("kind") != KIND or document.get("apiVersion") != API_VERSION:
+        found = f"{document.get('apiVersion')}/{document.get('kind')}"
+        return [Problem(source, "kind", f"expected {API_VERSION} {KIND}, found {found}")]
+    try:
+        # JSON mode with strict types matches the API server: "4" is not an integer there.
+        VisionModel.model_validate_json(json.dumps(document), strict=True)
+    except ValidationError as error:
+        return [
+            Problem(source, field_path(detail["loc"]), detail["msg"])
+            for detail in error.errors(include_url=False)
+        ]
+    return []
+
+
+def iter_documents(path: Path) -> Iterator[tuple[str, Any]]:
+    """Yield (source label, document) for each YAML document in a file."""
+    text = path.read_text(encoding="utf-8")
+    documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+    for index, document in enumerate(documents):
+        label = str(path) if len(documents) == 1 else f"{path}#{index}"
+        yield label, document
+
+
+def validate_files(paths: list[Path]) -> list[Problem]:
+    """Validate every document in every file; unreadable files are problems too."""
+    problems: list[Problem] = []
+    for path in paths:
+        try:
+            documents = list(iter_documents(path))
+        except (OSError, yaml.YAMLError) as error:
+            problems.append(Problem(str(path), "<file>", str(error).replace("\n", " ")))
+            continue
+        if not documents:
+            problems.append(Problem(str(path), "<file>", "no YAML document found"))
+        for label, document in documents:
+            problems.extend(validate_document(document, label))
+    return problems
