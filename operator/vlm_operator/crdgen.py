@@ -22,8 +22,7 @@ def _resolve_ref(node: Mapping[str, Any], defs: Mapping[str, Any]) -> dict[str, 
     if "$ref" not in node:
         return dict(node)
     target = defs[node["$ref"].rsplit("/", 1)[-1]]
-    merged = {**_resolve_ref(target, defs), **{k: v for k, v in node.items() if k != "$ref"}}
-    return merged
+    return {**_resolve_ref(target, defs), **{k: v for k, v in node.items() if k != "$ref"}}
 
 
 def _collapse_optional(node: dict[str, Any], defs: Mapping[str, Any]) -> dict[str, Any]:

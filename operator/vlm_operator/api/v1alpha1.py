@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from vlm_operator.api.base import PRESERVE_UNKNOWN, ApiModel, Int32, Int64, cel, list_map
-from vlm_operator.api.constants import API_VERSION, KIND, MAX_NAME_LENGTH
+from vlm_operator.api.constants import MAX_NAME_LENGTH
 
 Precision = Literal["auto", "bf16", "fp16", "fp8", "awq", "gptq"]
 CheckpointQuantization = Literal["none", "awq", "gptq", "fp8"]
@@ -186,9 +186,9 @@ class WorkloadSpec(ApiModel):
 class HardwareSpec(ApiModel):
     """Which GPUs a replica may use, and pins for the plan."""
 
-    gpu_product: Annotated[str, Field(min_length=1, max_length=128, pattern=GPU_PRODUCT_PATTERN)] = (
-        "auto"
-    )
+    gpu_product: Annotated[
+        str, Field(min_length=1, max_length=128, pattern=GPU_PRODUCT_PATTERN)
+    ] = "auto"
     """GPU product as in the node label nvidia.com/gpu.product, e.g. NVIDIA-H100-80GB-HBM3.
     auto picks among the products present on the cluster's GPU nodes."""
 
@@ -263,7 +263,7 @@ class ScalingSpec(ApiModel):
                 cel(
                     "self.minReplicas <= self.maxReplicas",
                     "minReplicas must be less than or equal to maxReplicas",
-                    ".minReplicas",
+                    ".maxReplicas",
                 ),
                 cel(
                     "self.warmReplicas <= self.maxReplicas",
@@ -304,19 +304,27 @@ class ScalingSpec(ApiModel):
     driver: ScalingDriver = "operator"
     """Who writes spec.replicas: the operator's own loop, a KEDA ScaledObject, or an HPA."""
 
-    @model_validator(mode="after")
-    def _bounds_are_ordered(self) -> Self:
-        if self.min_replicas > self.max_replicas:
+    @field_validator("max_replicas")
+    @classmethod
+    def _max_not_below_min(cls, max_replicas: int, info: ValidationInfo) -> int:
+        min_replicas = info.data.get("min_replicas")
+        if min_replicas is not None and min_replicas > max_replicas:
             raise ValueError(
-                f"minReplicas ({self.min_replicas}) must be less than or equal to "
-                f"maxReplicas ({self.max_replicas})"
+                f"minReplicas ({min_replicas}) must be less than or equal to "
+                f"maxReplicas ({max_replicas})"
             )
-        if self.warm_replicas > self.max_replicas:
+        return max_replicas
+
+    @field_validator("warm_replicas")
+    @classmethod
+    def _warm_not_above_max(cls, warm_replicas: int, info: ValidationInfo) -> int:
+        max_replicas = info.data.get("max_replicas")
+        if max_replicas is not None and warm_replicas > max_replicas:
             raise ValueError(
-                f"warmReplicas ({self.warm_replicas}) must be less than or equal to "
-                f"maxReplicas ({self.max_replicas})"
+                f"warmReplicas ({warm_replicas}) must be less than or equal to "
+                f"maxReplicas ({max_replicas})"
             )
-        return self
+        return warm_replicas
 
 
 class EnvVar(ApiModel):
@@ -411,7 +419,8 @@ class Condition(ApiModel):
     """Status of the condition."""
 
     reason: Annotated[
-        str, Field(min_length=1, max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
+        str,
+        Field(min_length=1, max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"),
     ]
     """A CamelCase reason for the condition's last transition."""
 
@@ -564,11 +573,11 @@ class VisionModel(ApiModel):
     """A vision-language model served by vLLM, sized and scaled by the operator."""
 
     api_version: Annotated[Literal["vlm-operator.io/v1alpha1"], Field(alias="apiVersion")] = (
-        API_VERSION
+        "vlm-operator.io/v1alpha1"
     )
     """API version."""
 
-    kind: Literal["VisionModel"] = KIND
+    kind: Literal["VisionModel"] = "VisionModel"
     """Kind."""
 
     metadata: ObjectMeta

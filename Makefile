@@ -1,0 +1,44 @@
+# vlm-operator: every developer and CI task is a target here.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+dev: $(STAMP) ## create .venv with the package and the dev tools
+
+crds: $(STAMP) ## regenerate crds/ from the API models
+	$(BIN)/vlm-operator crd > crds/vlm-operator.io_visionmodels.yaml
+
+lint: $(STAMP) ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+unit: $(STAMP) ## fast tests: no cluster
+	$(BIN)/pytest tests
+
+e2e: $(STAMP) ## end-to-end tests against the local control plane (builds it on first use)
+	$(BIN)/pytest e2e
+
+test: lint ## the whole suite: lint, unit and end-to-end tests
+	$(BIN)/pytest
+
+cluster: $(STAMP) ## start the local control plane with fake GPU nodes
+	@PATH="$(CURDIR)/$(BIN):$$PATH" bash e2e/cluster/up.sh
+
+cluster-down: ## stop the local control plane
+	@bash e2e/cluster/down.sh
+
+.PHONY: help dev crds lint unit e2e test cluster cluster-down
