@@ -26,6 +26,30 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of the run subcommand, named as kopf names them."""
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-n", "--namespace", action="append", default=[], help="watch this namespace (repeatable)"
+    )
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
+    parser.add_argument(
+        "--standalone", action="store_true", help="run without kopf peering (one replica only)"
+    )
+    parser.add_argument("--metrics-port", type=int, default=8080, help="0 disables /metrics")
+    parser.add_argument("--metrics-address", default="0.0.0.0", help="address /metrics binds")
+    parser.add_argument(
+        "--liveness", default=None, help="kopf liveness endpoint, e.g. http://0.0.0.0:8081/healthz"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from vlm_operator.runner import run_operator  # kopf loads only for this command
+
+    return run_operator(args)
+
+
 def _cmd_version(args: argparse.Namespace) -> int:
     print(__version__)
     return 0
@@ -45,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="check VisionModel YAML files offline")
     validate.add_argument("files", nargs="+", metavar="FILE")
     validate.set_defaults(handler=_cmd_validate)
+
+    run = commands.add_parser("run", help="run the operator against the current cluster")
+    add_run_arguments(run)
+    run.set_defaults(handler=_cmd_run)
 
     version = commands.add_parser("version", help="print the operator version")
     version.set_defaults(handler=_cmd_version)

@@ -1,0 +1,1 @@
+"""Side effects: the only package that talks to the Kubernetes API."""

@@ -1,0 +1,173 @@
+"""The only code that talks to the API server: server-side apply, reads and status writes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from vlm_operator.api import constants as c
+
+logger = logging.getLogger(__name__)
+
+APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
+MERGE_CONTENT_TYPE = "application/merge-patch+json"
+
+# Plural resource names of the kinds the operator writes.
+PLURALS = {
+    "Deployment": "deployments",
+    "Service": "services",
+    "PodDisruptionBudget": "poddisruptionbudgets",
+    "PodMonitor": "podmonitors",
+    "ScaledObject": "scaledobjects",
+    "HorizontalPodAutoscaler": "horizontalpodautoscalers",
+}
+
+
+def _split_api_version(api_version: str) -> tuple[str, str]:
+    group, _, version = api_version.rpartition("/")
+    return group, version
+
+
+class Cluster:
+    """A thin, typed facade over the Kubernetes client for the operator's few operations."""
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self._api = api_client
+        self._core = client.CoreV1Api(api_client)
+        self._objects = client.CustomObjectsApi(api_client)
+        self._extensions = client.ApiextensionsV1Api(api_client)
+
+    @classmethod
+    def connect(cls) -> Cluster:
+        """Connect with the in-cluster service account, or else the current kubeconfig."""
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            config.load_kube_config()
+        return cls(client.ApiClient())
+
+    def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply one namespaced object with the operator's field manager."""
+        metadata = manifest["metadata"]
+        group, version = _split_api_version(manifest["apiVersion"])
+        plural = PLURALS[manifest["kind"]]
+        options: dict[str, Any] = {
+            "field_manager": c.FIELD_MANAGER,
+            "force": True,
+            "_content_type": APPLY_CONTENT_TYPE,
+        }
+        if not group:
+            if manifest["kind"] != "Service":
+                raise ValueError(f"unsupported core kind {manifest['kind']}")
+            response = self._core.patch_namespaced_service(
+                metadata["name"], metadata["namespace"], dict(manifest), **options
+            )
+            result: dict[str, Any] = self._api.sanitize_for_serialization(response)
+            return result
+        applied: dict[str, Any] = self._objects.patch_namespaced_custom_object(
+            group,
+            version,
+            metadata["namespace"],
+            plural,
+            metadata["name"],
+            dict(manifest),
+            **options,
+        )
+        return applied
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """Read one object of a non-core group, or None when it does not exist."""
+        group, version = _split_api_version(api_version)
+        try:
+            found: dict[str, Any] = self._objects.get_namespaced_custom_object(
+                group, version, namespace, PLURALS.get(kind, kind.lower() + "s"), name
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return found
+
+    def get_visionmodel(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """Read one VisionModel, or None when it is gone."""
+        try:
+            found: dict[str, Any] = self._objects.get_namespaced_custom_object(
+                c.GROUP, c.VERSION, namespace, c.PLURAL, name
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return found
+
+    def list_nodes(self) -> list[dict[str, Any]]:
+        """Every Node, as plain dicts."""
+        nodes = self._core.list_node()
+        serialized: dict[str, Any] = self._api.sanitize_for_serialization(nodes)
+        return list(serialized.get("items", []))
+
+    def unschedulable_pods(self, namespace: str, selector: str) -> list[str]:
+        """Scheduler messages of the selected pods that cannot be placed."""
+        pods = self._core.list_namespaced_pod(namespace, label_selector=selector)
+        messages = []
+        for pod in pods.items:
+            for condition in pod.status.conditions or []:
+                if (
+                    condition.type == "PodScheduled"
+                    and condition.status == "False"
+                    and condition.reason == "Unschedulable"
+                ):
+                    messages.append(str(condition.message or "unschedulable"))
+        return messages
+
+    def read_config_map_key(self, namespace: str, name: str, key: str) -> str | None:
+        """One key of a ConfigMap, or None when the ConfigMap or the key is missing."""
+        try:
+            config_map = self._core.read_namespaced_config_map(name, namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        data = config_map.data or {}
+        value = data.get(key)
+        return None if value is None else str(value)
+
+    def has_crd(self, name: str) -> bool:
+        """Whether a CustomResourceDefinition is installed, by its full name."""
+        try:
+            self._extensions.read_custom_resource_definition(name)
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+    def patch_visionmodel_status(
+        self, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> None:
+        """Merge-patch the status subresource; lists in it are replaced whole."""
+        self._objects.patch_namespaced_custom_object_status(
+            c.GROUP,
+            c.VERSION,
+            namespace,
+            c.PLURAL,
+            name,
+            {"status": dict(status)},
+            _content_type=MERGE_CONTENT_TYPE,
+        )
+
+    def scale_visionmodel(self, namespace: str, name: str, replicas: int) -> None:
+        """Write spec.replicas through the scale subresource, as kubectl scale does."""
+        self._objects.patch_namespaced_custom_object_scale(
+            c.GROUP,
+            c.VERSION,
+            namespace,
+            c.PLURAL,
+            name,
+            {"spec": {"replicas": replicas}},
+            _content_type=MERGE_CONTENT_TYPE,
+        )

@@ -1,0 +1,1 @@
+"""Pure reconcile logic: observed state and plan in, status and events out."""

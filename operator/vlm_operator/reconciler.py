@@ -1,0 +1,180 @@
+"""One level-based reconcile: plan, render, apply, observe, report. No kopf in here."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from vlm_operator import metrics
+from vlm_operator.api.constants import Reason
+from vlm_operator.api.v1alpha1 import MemoryBreakdown, PlanStatus, VisionModelSpec
+from vlm_operator.catalog.gpus import gpu_offers_from_nodes
+from vlm_operator.config import OperatorConfig
+from vlm_operator.k8s.cluster import Cluster
+from vlm_operator.reconcile.status import Event, Observed, compute_status, status_changed
+from vlm_operator.render.labels import selector_string
+from vlm_operator.render.workload import RenderInput, render_children
+from vlm_operator.sizing import plan_visionmodel
+
+logger = logging.getLogger(__name__)
+
+EventSink = Callable[[Mapping[str, Any], Event], None]
+POD_MONITOR_CRD = "podmonitors.monitoring.coreos.com"
+
+_locks: dict[tuple[str, str], threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def _lock_for(namespace: str, name: str) -> threading.Lock:
+    """One lock per VisionModel: events, timers and spec changes never reconcile it at once."""
+    with _locks_guard:
+        return _locks.setdefault((namespace, name), threading.Lock())
+
+
+def utc_now() -> str:
+    """The current time as an RFC 3339 timestamp with second precision."""
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+class SpecError(Exception):
+    """The spec cannot be acted on; the message says which field and why."""
+
+
+def _invalid_plan(message: str) -> PlanStatus:
+    """A plan that records only why nothing could be planned."""
+    zero = MemoryBreakdown(
+        weights=0, vision=0, activation=0, cuda_graphs=0, overhead=0, kv_cache=0, budget=0
+    )
+    return PlanStatus(
+        feasible=False,
+        reason=message,
+        gpu_product="",
+        precision="",
+        tensor_parallel_size=0,
+        gpus_per_replica=0,
+        max_model_len=0,
+        max_num_seqs=0,
+        gpu_memory_utilization=0,
+        tokens_per_image=0,
+        kv_cache_tokens=0,
+        memory_gib=zero,
+    )
+
+
+def _architecture_config(
+    cluster: Cluster, namespace: str, spec: VisionModelSpec
+) -> Mapping[str, Any] | None:
+    architecture = spec.model.architecture
+    if architecture is None or architecture.config_map_ref is None:
+        return None
+    ref = architecture.config_map_ref
+    text = cluster.read_config_map_key(namespace, ref.name, ref.key)
+    if text is None:
+        raise SpecError(
+            f"spec.model.architecture.configMapRef: ConfigMap {ref.name} has no key {ref.key}"
+        )
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise SpecError(
+            f"spec.model.architecture.configMapRef: {ref.name}/{ref.key} is not JSON: {error}"
+        ) from error
+    if not isinstance(parsed, dict):
+        raise SpecError(
+            f"spec.model.architecture.configMapRef: {ref.name}/{ref.key} is not an object"
+        )
+    return parsed
+
+
+def reconcile(
+    cluster: Cluster,
+    config: OperatorConfig,
+    namespace: str,
+    name: str,
+    post_event: EventSink,
+) -> None:
+    """Bring one VisionModel's children and status in line with its spec. Idempotent."""
+    started = time.monotonic()
+    with _lock_for(namespace, name):
+        try:
+            _reconcile_locked(cluster, config, namespace, name, post_event)
+        except Exception as error:
+            metrics.RECONCILE_ERRORS.labels(type(error).__name__).inc()
+            metrics.RECONCILES.labels("error").inc()
+            raise
+        finally:
+            metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
+    metrics.RECONCILES.labels("ok").inc()
+
+
+def _reconcile_locked(
+    cluster: Cluster,
+    config: OperatorConfig,
+    namespace: str,
+    name: str,
+    post_event: EventSink,
+) -> None:
+    body = cluster.get_visionmodel(namespace, name)
+    if body is None:
+        metrics.forget_visionmodel(namespace, name)
+        return
+    generation = int(body["metadata"].get("generation", 0))
+    previous_status: Mapping[str, Any] = body.get("status") or {}
+    raw_spec = body.get("spec", {})
+    desired_replicas = int(raw_spec.get("replicas", 1))
+    service_port = int(raw_spec.get("service", {}).get("port", 8000))
+
+    stall_reason: str | None
+    try:
+        spec = VisionModelSpec.model_validate(raw_spec)
+        architecture_config = _architecture_config(cluster, namespace, spec)
+    except (ValidationError, SpecError) as error:
+        plan = _invalid_plan(str(error).replace("\n", " "))
+        stall_reason = Reason.INVALID_SPEC
+    else:
+        offers = gpu_offers_from_nodes(cluster.list_nodes())
+        planned = plan_visionmodel(spec, gpu_offers=offers, architecture_config=architecture_config)
+        plan = planned.to_status()
+        stall_reason = None if planned.feasible else (planned.stall_reason or Reason.INVALID_SPEC)
+        if planned.feasible:
+            source = RenderInput(name, namespace, body["metadata"]["uid"], spec, plan, config)
+            for child in render_children(source, pod_monitor=cluster.has_crd(POD_MONITOR_CRD)):
+                cluster.apply(child)
+
+    deployment = cluster.get("apps/v1", "Deployment", namespace, name)
+    ready = int((deployment or {}).get("status", {}).get("readyReplicas", 0))
+    unschedulable = (
+        cluster.unschedulable_pods(namespace, selector_string(name))
+        if deployment is not None and ready < desired_replicas
+        else []
+    )
+    outcome = compute_status(
+        name=name,
+        namespace=namespace,
+        generation=generation,
+        desired_replicas=desired_replicas,
+        service_port=service_port,
+        plan=plan,
+        stall_reason=stall_reason,
+        observed=Observed(deployment, unschedulable),
+        previous_status=previous_status,
+        now=utc_now(),
+    )
+    if status_changed(previous_status, outcome.status):
+        cluster.patch_visionmodel_status(namespace, name, outcome.status)
+    for event in outcome.events:
+        post_event(body, event)
+    metrics.record_visionmodel(
+        namespace,
+        name,
+        planned_gpus=plan.gpus_per_replica if plan.feasible else 0,
+        desired=desired_replicas,
+        ready=ready,
+    )

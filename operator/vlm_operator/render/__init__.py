@@ -1,0 +1,1 @@
+"""Pure rendering: (VisionModel, plan, config) -> the desired child objects as plain dicts."""
