@@ -38,7 +38,14 @@ test: lint ## the whole suite: lint, unit and end-to-end tests
 cluster: $(STAMP) ## start the local control plane with fake GPU nodes
 	@PATH="$(CURDIR)/$(BIN):$$PATH" bash e2e/cluster/up.sh
 
-cluster-down: ## stop the local control plane
+cluster-down: ## stop the demo operator and the local control plane
+	@pid_file=$${VLM_CLUSTER_DIR:-.cluster}/operator.pid; \
+	if [ -f $$pid_file ]; then kill $$(cat $$pid_file) 2>/dev/null || true; rm -f $$pid_file; fi
 	@bash e2e/cluster/down.sh
 
 .PHONY: help dev crds lint unit e2e test cluster cluster-down
+
+demo: $(STAMP) ## the quickstart: control plane, operator and an example VisionModel that becomes Ready
+	@bash e2e/demo.sh
+
+.PHONY: demo
