@@ -1,0 +1,1 @@
+"""Facts the planner works from: architectures, GPUs and the pinned vLLM engine."""
