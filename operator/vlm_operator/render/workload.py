@@ -8,10 +8,10 @@ from typing import Any
 
 from vlm_operator.api import constants as c
 from vlm_operator.api.v1alpha1 import PlanStatus, VisionModelSpec
+from vlm_operator.catalog.engine import SERVE_PORT
 from vlm_operator.config import OperatorConfig
 from vlm_operator.render.labels import common_labels, owner_reference, selector_labels
 
-CONTAINER_PORT = 8000
 CACHE_MOUNT_PATH = "/models"
 PROBE_PERIOD_SECONDS = 10
 GPU_TOLERATION = {"key": c.GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
@@ -117,7 +117,7 @@ def render_deployment(source: RenderInput) -> dict[str, Any]:
         "command": ["vllm", "serve"],
         "args": [*source.plan.engine_args, *spec.engine.extra_args],
         "env": _env(source),
-        "ports": [{"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
+        "ports": [{"name": "http", "containerPort": SERVE_PORT, "protocol": "TCP"}],
         "resources": _resources(source),
         "volumeMounts": [
             {"name": "shm", "mountPath": "/dev/shm"},
