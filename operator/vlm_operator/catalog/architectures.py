@@ -106,7 +106,7 @@ def _models_by_lower_id() -> dict[str, tuple[str, Mapping[str, Any]]]:
 def _explicit_overrides(overrides: ArchitectureOverrides | None) -> dict[str, Any]:
     if overrides is None:
         return {}
-    values = overrides.model_dump(exclude_none=True, exclude={"config_map_ref"})
+    values = overrides.model_dump(by_alias=False, exclude_none=True, exclude={"config_map_ref"})
     if "supports_video" in values:
         values["video"] = values.pop("supports_video")
     return values

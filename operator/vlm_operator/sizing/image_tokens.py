@@ -1,0 +1,297 @@
+"""Tokens per image and per video, family by family, as vLLM's processors count them.
+
+Each rule reproduces the pinned vLLM's multimodal processing for one family (research
+memory-model.md, Table B and notes B.1-B.12) from the checkpoint's processor defaults, which
+live in the catalog. `features` are the vision embeddings one image yields (what vLLM's profiler
+and encoder cache count); `decoder` are the context tokens the image takes, wrapper tokens
+included.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from vlm_operator.catalog.architectures import Architecture
+
+Processor = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ImageTokens:
+    """What one image costs."""
+
+    features: int
+    """Vision embeddings (placeholder tokens) vLLM computes for the image."""
+    decoder: int
+    """Decoder context tokens the image occupies, wrapper tokens included."""
+
+
+def _select_best_resolution(
+    width: int, height: int, candidates: list[list[int]]
+) -> tuple[int, int]:
+    """The (height, width) candidate keeping most of the image, then wasting least (anyres)."""
+    best: tuple[int, int] = (candidates[0][0], candidates[0][1])
+    best_effective, best_waste = -1, math.inf
+    for candidate_height, candidate_width in candidates:
+        scale = min(candidate_width / width, candidate_height / height)
+        scaled_width, scaled_height = int(width * scale), int(height * scale)
+        effective = min(scaled_width * scaled_height, width * height)
+        waste = candidate_width * candidate_height - effective
+        if effective > best_effective or (effective == best_effective and waste < best_waste):
+            best, best_effective, best_waste = (candidate_height, candidate_width), effective, waste
+    return best
+
+
+def _llava(processor: Processor, width: int, height: int, images: int) -> ImageTokens:
+    side = processor["image_size"] // processor["patch_size"]
+    return ImageTokens(side * side, side * side)
+
+
+def _llava_next(processor: Processor, width: int, height: int, images: int) -> ImageTokens:
+    side = processor["image_size"] // processor["patch_size"]
+    grid_height, grid_width = _select_best_resolution(width, height, processor["grid_pinpoints"])
+    current_height = grid_height // processor["image_size"] * side
+    current_width = grid_width // processor["image_size"] * side
+    if width / height > current_width / current_height:
+        new_height = int(round(height * (current_width / width), 7))
+        current_height -= 2 * ((current_height - new_height) // 2)
+    else:
+        new_width = int(round(width * (current_height / height), 7))
+        current_width -= 2 * ((current_width - new_width) // 2)
+    total = side * side + current_height * current_width + current_height
+    return ImageTokens(total, total)
+
+
+def smart_resize(
+    height: int, width: int, factor: int, min_pixels: int, max_pixels: int
+) -> tuple[int, int]:
+    """Qwen-VL's resize: multiples of factor, area within [min_pixels, max_pixels]."""
+    resized_height = max(factor, round(height / factor) * factor)
+    resized_width = max(factor, round(width / factor) * factor)
+    if resized_height * resized_width > max_pixels:
+        beta = math.sqrt(height * width / max_pixels)
+        resized_height = max(factor, math.floor(height / beta / factor) * factor)
+        resized_width = max(factor, math.floor(width / beta / factor) * factor)
+    elif resized_height * resized_width < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        resized_height = math.ceil(height * beta / factor) * factor
+        resized_width = math.ceil(width * beta / factor) * factor
+    return resized_height, resized_width
+
+
+def _qwen_grid(processor: Processor, width: int, height: int) -> tuple[int, int]:
+    factor = processor["patch_size"] * processor["merge_size"]
+    return smart_resize(height, width, factor, processor["min_pixels"], processor["max_pixels"])
+
+
+def _qwen(processor: Processor, width: int, height: int, images: int) -> ImageTokens:
+    resized_height, resized_width = _qwen_grid(processor, width, height)
+    patch = processor["patch_size"]
+    features = (resized_height // patch) * (resized_width // patch) // processor["merge_size"] ** 2
+    return ImageTokens(features, features)
+
+
+def _internvl_grid(processor: Processor, width: int, height: int) -> tuple[int, int]:
+    """InternVL's dynamic tiling: the (columns, rows) grid closest to the image's aspect."""
+    low, high = processor["min_dynamic_patch"], processor["max_dynamic_patch"]
+    ratios = sorted(
+        {
+            (columns, rows)
+            for count in range(low, high + 1)
+            for columns in range(1, count + 1)
+            for rows in range(1, count + 1)
+            if low <= columns * rows <= high
+        },
+        key=lambda ratio: ratio[0] * ratio[1],
+    )
+    aspect = width / height
+    tile = processor["tile_size"]
+    best, best_difference = (1, 1), math.inf
+    for columns, rows in ratios:
+        difference = abs(aspect - columns / rows)
+        if difference < best_difference:
+            best, best_difference = (columns, rows), difference
+        elif difference == best_difference and width * height > 0.5 * tile * tile * columns * rows:
+            best = (columns, rows)
+    return best
+
+
+def _internvl(processor: Processor, width: int, height: int, images: int) -> ImageTokens:
+    columns, rows = _internvl_grid(processor, width, height)
+    tiles = columns * rows
+    if processor["use_thumbnail"] and tiles != 1:
+        tiles += 1
+    features = tiles * processor["tokens_per_tile"]
+    return ImageTokens(features, features)
+
+
+def _mllama(processor: Processor, width: int, height: int, images: int) -> ImageTokens:
+    per_tile = (processor["tile_size"] // processor["patch_size"]) ** 2 + 1
+    return ImageTokens(processor["max_tiles"] * per_tile, 1)
+
+
+def _gemma3(processor: Processor, width: int, height: int, images: int) -> ImageTokens:
+    return ImageTokens(processor["tokens_per_image"], processor["tokens_per_image"])
+
+
+def _phi3v_grid(processor: Processor, width: int, height: int) -> tuple[int, int]:
+    """Phi-3-vision's HD transform: the (rows, columns) of crops after resize and padding."""
+    crop, limit = processor["crop_size"], processor["num_crops"]
+    transposed = width < height
+    if transposed:
+        width, height = height, width
+    ratio = width / height
+    scale = 1
+    while scale * math.ceil(scale / ratio) <= limit:
+        scale += 1
+    scale -= 1
+    new_width = int(scale * crop)
+    new_height = int(new_width / ratio)
+    rows, columns = math.ceil(new_height / crop), new_width // crop
+    return (columns, rows) if transposed else (rows, columns)
+
+
+def _phi3v(processor: Processor, width: int, height: int, images: int) -> ImageTokens:
+    rows, columns = _phi3v_grid(processor, width, height)
+    total = (rows * columns + 1) * 144 + 1 + (rows + 1) * 12
+    return ImageTokens(total, total)
+
+
+def _deepseek_vl2(processor: Processor, width: int, height: int, images: int) -> ImageTokens:
+    tile, side = processor["tile_size"], processor["tokens_per_side"]
+    if images > 2:
+        grid_height, grid_width = tile, tile
+    else:
+        grid_height, grid_width = _select_best_resolution(
+            width, height, processor["candidate_resolutions"]
+        )
+    rows, columns = grid_height // tile, grid_width // tile
+    total = side * (side + 1) + (rows * side) * (columns * side + 1) + 1
+    return ImageTokens(total, total)
+
+
+def _pixtral(processor: Processor, width: int, height: int, images: int) -> ImageTokens:
+    patch, limit = processor["patch_size"], processor["max_image_size"]
+    ratio = max(width / limit, height / limit)
+    if ratio > 1:
+        width, height = round(width / ratio), round(height / ratio)
+    columns, rows = (width - 1) // patch + 1, (height - 1) // patch + 1
+    return ImageTokens(columns * rows, columns * rows + rows)
+
+
+def _idefics3(processor: Processor, width: int, height: int, images: int) -> ImageTokens:
+    longest, tile = processor["longest_edge"], processor["tile_size"]
+    if width >= height:
+        height, width = int(longest * height / width), longest
+        height += height % 2
+    else:
+        width, height = int(longest * width / height), longest
+        width += width % 2
+    if width > tile or height > tile:
+        columns, rows = math.ceil(width / tile), math.ceil(height / tile)
+    else:
+        columns, rows = 0, 0
+    features = (columns * rows + 1) * processor["tokens_per_tile"]
+    tags = 2 * columns * rows + rows + 4 if columns else 3
+    return ImageTokens(features, features + tags)
+
+
+RULES: dict[str, Callable[[Processor, int, int, int], ImageTokens]] = {
+    "llava": _llava,
+    "llava-next": _llava_next,
+    "qwen2-vl": _qwen,
+    "qwen2.5-vl": _qwen,
+    "internvl": _internvl,
+    "mllama": _mllama,
+    "gemma3": _gemma3,
+    "phi3v": _phi3v,
+    "deepseek-vl2": _deepseek_vl2,
+    "pixtral": _pixtral,
+    "idefics3": _idefics3,
+}
+
+
+def _processor(architecture: Architecture, limits: Processor | None) -> Processor:
+    return {**architecture.processor, **(limits or {})}
+
+
+def image_tokens(
+    architecture: Architecture,
+    width: int,
+    height: int,
+    *,
+    images_per_request: int = 1,
+    limits: Processor | None = None,
+) -> ImageTokens:
+    """Tokens of one width x height image, under the processor limits given (if any)."""
+    rule = RULES[architecture.family]
+    counted = rule(_processor(architecture, limits), width, height, images_per_request)
+    return ImageTokens(counted.features, counted.decoder + architecture.wrapper_tokens)
+
+
+def max_image_features(
+    architecture: Architecture, *, images_per_request: int = 1, limits: Processor | None = None
+) -> int:
+    """The largest image vLLM's profiler can build: its vision embeddings per item."""
+    processor = _processor(architecture, limits)
+    family = architecture.family
+    if family in ("qwen2-vl", "qwen2.5-vl"):
+        pixels_per_token = int(processor["patch_size"] * processor["merge_size"]) ** 2
+        return int(processor["max_pixels"]) // pixels_per_token
+    if family == "internvl":
+        tiles = processor["max_dynamic_patch"] + (1 if processor["max_dynamic_patch"] > 1 else 0)
+        return int(tiles * processor["tokens_per_tile"])
+    if family == "llava-next":
+        sizes = processor["grid_pinpoints"]
+    elif family == "deepseek-vl2":
+        sizes = processor["candidate_resolutions"]
+    elif family == "phi3v":
+        sizes = [[processor["num_crops"] * processor["crop_size"], 1]]
+    elif family == "pixtral":
+        sizes = [[processor["max_image_size"]] * 2]
+    elif family == "idefics3":
+        sizes = [[processor["longest_edge"]] * 2]
+    else:
+        sizes = [[processor.get("image_size", 1024)] * 2]
+    rule = RULES[family]
+    return max(
+        int(rule(processor, width, height, images_per_request).features) for height, width in sizes
+    )
+
+
+def processor_limits(architecture: Architecture, width: int, height: int) -> dict[str, int]:
+    """--mm-processor-kwargs that cap processing at the declared image size.
+
+    Images of the declared size keep exactly the tokens they get by default; only the largest
+    item the profiler builds shrinks. Families whose processors have no such knob get none."""
+    processor = architecture.processor
+    if architecture.family in ("qwen2-vl", "qwen2.5-vl"):
+        resized_height, resized_width = _qwen_grid(processor, width, height)
+        return {"max_pixels": resized_height * resized_width}
+    if architecture.family == "internvl":
+        columns, rows = _internvl_grid(processor, width, height)
+        return {"max_dynamic_patch": columns * rows}
+    return {}
+
+
+def video_tokens(
+    architecture: Architecture,
+    width: int,
+    height: int,
+    frames: int,
+    *,
+    limits: Processor | None = None,
+) -> ImageTokens:
+    """Tokens of one video of `frames` frames at width x height, for families that take video."""
+    processor = _processor(architecture, limits)
+    if architecture.family in ("qwen2-vl", "qwen2.5-vl"):
+        per_frame = _qwen(processor, width, height, 1).features
+        features = math.ceil(frames / processor["temporal_patch_size"]) * per_frame
+        return ImageTokens(features, features + architecture.wrapper_tokens)
+    if architecture.family == "internvl":
+        features = frames * processor["tokens_per_tile"]
+        return ImageTokens(features, features + frames * architecture.wrapper_tokens)
+    raise ValueError(f"the {architecture.family} family takes no video")
