@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any
 
@@ -85,8 +85,14 @@ def _gpus_by_product() -> dict[str, GpuModel]:
 
 
 def find_gpu(product: str) -> GpuModel | None:
-    """The catalog GPU with this nvidia.com/gpu.product value (case-insensitive), if any."""
-    return _gpus_by_product().get(product.lower())
+    """The catalog GPU with this nvidia.com/gpu.product value (case-insensitive), if any,
+    with that value first among its products so that plans name it as the cluster does."""
+    known = _gpus_by_product().get(product.lower())
+    if known is None:
+        return None
+    matched = next(name for name in known.products if name.lower() == product.lower())
+    others = tuple(name for name in known.products if name != matched)
+    return replace(known, products=(matched, *others))
 
 
 def gpu_for_offer(offer: GpuOffer) -> GpuModel | None:
@@ -95,7 +101,7 @@ def gpu_for_offer(offer: GpuOffer) -> GpuModel | None:
     None when the product is unknown and its nodes carry no nvidia.com/gpu.memory label."""
     known = find_gpu(offer.product)
     if known is not None:
-        return known
+        return replace(known, products=(offer.product, *known.products[1:]))
     if offer.memory_mib is None:
         return None
     return GpuModel(

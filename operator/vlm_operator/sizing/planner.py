@@ -1,0 +1,670 @@
+"""The planner: enumerate GPU product x precision x tensor parallel size, keep what fits, pick.
+
+Pure and deterministic: the same spec, offers and config.json always give the same plan.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from vlm_operator.api.constants import Reason
+from vlm_operator.api.v1alpha1 import (
+    MemoryBreakdown,
+    PlanStatus,
+    RejectedCandidate,
+    VisionModelSpec,
+)
+from vlm_operator.catalog.architectures import (
+    Architecture,
+    UnknownArchitectureError,
+    resolve_architecture,
+)
+from vlm_operator.catalog.engine import DEFAULT_GPU_MEMORY_UTILIZATION, VLLM_VERSION
+from vlm_operator.catalog.gpus import GpuModel, GpuOffer, find_gpu, gpu_catalog, gpu_for_offer
+from vlm_operator.sizing.engine_args import EngineSettings, engine_arguments
+from vlm_operator.sizing.image_tokens import (
+    image_tokens,
+    max_image_features,
+    processor_limits,
+    video_tokens,
+)
+from vlm_operator.sizing.memory import (
+    GIB,
+    KvLayout,
+    activation_bytes,
+    cuda_graph_bytes,
+    kv_layout,
+    non_torch_overhead_bytes,
+    outside_budget_bytes,
+    profile_run,
+    weights_per_rank,
+)
+
+PRECISION_RANK = {"bf16": 3, "fp16": 3, "fp8": 2, "awq": 1, "gptq": 1}
+"""Higher is preferred: 16-bit over fp8 over int4."""
+
+TENSOR_PARALLEL_CHOICES = (1, 2, 4, 8, 16)
+CONTEXT_ROUNDING = 256
+MAX_REJECTED = 256
+MIN_COMPUTE_CAPABILITY = {"bf16": (8, 0), "fp8": (8, 9), "awq": (7, 5), "gptq": (6, 0)}
+FP8_WEIGHT_ONLY_CAPABILITY = (8, 0)
+"""Ampere runs fp8 checkpoints as weight-only fp8 (Marlin), without fp8 compute."""
+
+
+class PlanningError(Exception):
+    """Planning stops before any candidate: the spec or the model cannot be planned at all."""
+
+    def __init__(self, stall_reason: Reason, message: str) -> None:
+        super().__init__(message)
+        self.stall_reason = stall_reason
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Demand:
+    """What one replica must serve, whatever the GPU."""
+
+    max_model_len: int
+    max_num_seqs: int
+    request_tokens: int
+    concurrent_requests: int
+    tokens_per_image: int
+    images_per_request: int
+    image_width: int
+    image_height: int
+    videos_per_request: int
+    video_frames: int
+    item_features: int
+    """Vision embeddings of the largest multimodal item vLLM profiles."""
+    items_per_prompt: int
+    cross_states_per_request: int
+    gpu_memory_utilization: float
+    kv_cache_dtype: str
+    processor_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One way to run a replica."""
+
+    gpu: GpuModel
+    precision: str
+    tensor_parallel_size: int
+    max_gpus_per_node: int | None = None
+    """From the cluster's offers; None without cluster knowledge."""
+
+    @property
+    def label(self) -> str:
+        """The candidate as shown to users, e.g. NVIDIA-L40S/bf16/tp2."""
+        return f"{self.gpu.product}/{self.precision}/tp{self.tensor_parallel_size}"
+
+
+@dataclass(frozen=True)
+class Figures:
+    """Per-GPU memory of one candidate, in bytes, and what the KV cache holds."""
+
+    weights: int
+    vision: int
+    activation: int
+    cuda_graphs: int
+    overhead: int
+    kv_cache: int
+    budget: int
+    kv_cache_tokens: int
+    max_num_batched_tokens: int
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A candidate and its verdict. An empty problem means it fits."""
+
+    candidate: Candidate
+    figures: Figures | None
+    problem: str = ""
+    kind: str = ""
+    """Why it was refused: "constraint", "nodes" or "memory"."""
+
+    @property
+    def feasible(self) -> bool:
+        """Whether the candidate fits."""
+        return not self.problem
+
+
+def _gib(value: int) -> float:
+    return round(value / GIB, 2)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The planner's answer for one VisionModel."""
+
+    feasible: bool
+    reason: str
+    stall_reason: str | None
+    gpu_product: str
+    precision: str
+    tensor_parallel_size: int
+    gpus_per_replica: int
+    max_model_len: int
+    max_num_seqs: int
+    gpu_memory_utilization: float
+    tokens_per_image: int
+    kv_cache_tokens: int
+    weights_gib: float
+    vision_gib: float
+    activation_gib: float
+    cuda_graphs_gib: float
+    overhead_gib: float
+    kv_cache_gib: float
+    budget_gib: float
+    engine_args: list[str] = field(default_factory=list)
+    rejected: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def weights_gib_total(self) -> float:
+        """All weights of one replica, which the startup probe's budget scales with."""
+        return round(self.weights_gib * self.gpus_per_replica, 2)
+
+    def to_status(self) -> PlanStatus:
+        """The plan as status.plan."""
+        return PlanStatus(
+            feasible=self.feasible,
+            reason=self.reason,
+            gpu_product=self.gpu_product,
+            precision=self.precision,
+            tensor_parallel_size=self.tensor_parallel_size,
+            gpus_per_replica=self.gpus_per_replica,
+            max_model_len=self.max_model_len,
+            max_num_seqs=self.max_num_seqs,
+            gpu_memory_utilization=self.gpu_memory_utilization,
+            tokens_per_image=self.tokens_per_image,
+            kv_cache_tokens=self.kv_cache_tokens,
+            memory_gib=MemoryBreakdown(
+                weights=self.weights_gib,
+                vision=self.vision_gib,
+                activation=self.activation_gib,
+                cuda_graphs=self.cuda_graphs_gib,
+                overhead=self.overhead_gib,
+                kv_cache=self.kv_cache_gib,
+                budget=self.budget_gib,
+            ),
+            engine_args=list(self.engine_args),
+            rejected=[
+                RejectedCandidate(candidate=candidate, reason=reason)
+                for candidate, reason in self.rejected
+            ],
+        )
+
+
+def _unplannable(error: PlanningError) -> Plan:
+    return Plan(
+        feasible=False,
+        reason=error.message,
+        stall_reason=error.stall_reason,
+        gpu_product="",
+        precision="",
+        tensor_parallel_size=0,
+        gpus_per_replica=0,
+        max_model_len=0,
+        max_num_seqs=0,
+        gpu_memory_utilization=0.0,
+        tokens_per_image=0,
+        kv_cache_tokens=0,
+        weights_gib=0.0,
+        vision_gib=0.0,
+        activation_gib=0.0,
+        cuda_graphs_gib=0.0,
+        overhead_gib=0.0,
+        kv_cache_gib=0.0,
+        budget_gib=0.0,
+    )
+
+
+def derive_demand(architecture: Architecture, spec: VisionModelSpec) -> Demand:
+    """Context length, batch and profile sizes from the workload and the engine pins."""
+    workload, engine = spec.workload, spec.engine
+    images, videos = workload.max_images_per_request, workload.max_videos_per_request
+    width, height = workload.max_image_size.width, workload.max_image_size.height
+    if videos and not architecture.supports_video:
+        raise PlanningError(
+            Reason.INVALID_SPEC,
+            f"{architecture.model_id} takes no video: set workload.maxVideosPerRequest to 0",
+        )
+    limits = processor_limits(architecture, width, height) if images or videos else {}
+    image = image_tokens(architecture, width, height, images_per_request=images, limits=limits)
+    item_features, items_per_prompt = 0, 0
+    if images:
+        item_features = max_image_features(architecture, images_per_request=images, limits=limits)
+        items_per_prompt = images
+    video_decoder = 0
+    if videos:
+        video = video_tokens(architecture, width, height, workload.max_video_frames, limits=limits)
+        video_decoder = video.decoder
+        if video.features >= item_features:
+            item_features, items_per_prompt = video.features, videos
+    request_tokens = (
+        workload.prompt_tokens
+        + images * image.decoder
+        + videos * video_decoder
+        + workload.output_tokens
+    )
+    context = architecture.max_position_embeddings
+    if engine.max_model_len is not None:
+        if engine.max_model_len > context:
+            raise PlanningError(
+                Reason.INVALID_SPEC,
+                f"engine.maxModelLen {engine.max_model_len} exceeds the {context}-token context "
+                f"of {architecture.model_id}",
+            )
+        max_model_len = engine.max_model_len
+    elif request_tokens > context:
+        raise PlanningError(
+            Reason.INVALID_SPEC,
+            f"a request of {request_tokens} tokens ({workload.prompt_tokens} prompt, {images} "
+            f"image(s) of {image.decoder}, {workload.output_tokens} output) exceeds the "
+            f"{context}-token context of {architecture.model_id}: send fewer or smaller images "
+            "or shorter prompts",
+        )
+    else:
+        max_model_len = min(
+            math.ceil(request_tokens / CONTEXT_ROUNDING) * CONTEXT_ROUNDING, context
+        )
+    max_num_seqs = engine.max_num_seqs or workload.concurrency
+    utilization = (
+        engine.gpu_memory_utilization_percent / 100
+        if engine.gpu_memory_utilization_percent is not None
+        else DEFAULT_GPU_MEMORY_UTILIZATION
+    )
+    cross_states = images * image.features if architecture.cross_attention_layers else 0
+    return Demand(
+        max_model_len=max_model_len,
+        max_num_seqs=max_num_seqs,
+        request_tokens=min(request_tokens, max_model_len),
+        concurrent_requests=min(workload.concurrency, max_num_seqs),
+        tokens_per_image=image.decoder,
+        images_per_request=images,
+        image_width=width,
+        image_height=height,
+        videos_per_request=videos,
+        video_frames=workload.max_video_frames,
+        item_features=item_features,
+        items_per_prompt=items_per_prompt,
+        cross_states_per_request=cross_states,
+        gpu_memory_utilization=utilization,
+        kv_cache_dtype=spec.hardware.kv_cache_dtype,
+        processor_kwargs=limits,
+    )
+
+
+def default_max_num_batched_tokens(gpu: GpuModel) -> int:
+    """vLLM's OpenAI-server default for this GPU (get_batch_defaults)."""
+    if gpu.memory_gib >= 160:
+        return 16384
+    if gpu.memory_gib >= 70 and "a100" not in gpu.product.lower():
+        return 8192
+    return 2048
+
+
+def _precision_problem(precision: str, gpu: GpuModel, checkpoint: str) -> str:
+    """Why this precision cannot run this checkpoint on this GPU, or ""."""
+    if checkpoint in ("awq", "gptq") and precision != checkpoint:
+        return f"the checkpoint is {checkpoint}-quantized: precision must be {checkpoint}"
+    if precision in ("awq", "gptq") and checkpoint != precision:
+        return (
+            f"{precision} needs a {precision}-quantized checkpoint "
+            "(spec.model.checkpointQuantization)"
+        )
+    if checkpoint == "fp8" and precision != "fp8":
+        return "the checkpoint is fp8: precision must be fp8"
+    needed = MIN_COMPUTE_CAPABILITY.get(precision)
+    if precision == "fp8" and checkpoint == "fp8":
+        needed = FP8_WEIGHT_ONLY_CAPABILITY
+    if needed is not None and gpu.compute_capability < needed:
+        advice = "; use fp16" if precision == "bf16" else ""
+        return (
+            f"{precision} needs compute capability {needed[0]}.{needed[1]} or newer; "
+            f"{gpu.product} has {gpu.compute_capability_text}{advice}"
+        )
+    return ""
+
+
+def _parallelism_problem(architecture: Architecture, tensor_parallel_size: int) -> str:
+    """Why vLLM refuses this tensor parallel size for the model, or ""."""
+    heads = architecture.num_attention_heads
+    if heads % tensor_parallel_size:
+        return f"{heads} attention heads are not divisible by tensor parallel size"
+    kv_heads = architecture.num_key_value_heads
+    if architecture.attention != "multi-head-latent" and (
+        kv_heads % tensor_parallel_size
+        if tensor_parallel_size <= kv_heads
+        else tensor_parallel_size % kv_heads
+    ):
+        return f"{kv_heads} KV heads cannot be split or replicated evenly over tp"
+    return ""
+
+
+def kv_cache_tokens(layout: KvLayout, kv_bytes: int, max_model_len: int) -> int:
+    """Tokens the cache holds, as vLLM logs "GPU KV cache size" (one block kept back)."""
+    if kv_bytes <= 0:
+        return 0
+    block_bytes = 16 * layout.full_bytes_per_token
+    if not layout.window_bytes_per_token and not layout.cross_bytes_per_state:
+        return max(0, kv_bytes // block_bytes - 1) * 16
+    request = layout.request_bytes(max_model_len)
+    return int(kv_bytes / request * max_model_len) // 16 * 16
+
+
+def evaluate(
+    architecture: Architecture, demand: Demand, candidate: Candidate, checkpoint: str
+) -> Evaluation:
+    """Check one candidate against vLLM's constraints and its start-up memory accounting."""
+    gpu, tp = candidate.gpu, candidate.tensor_parallel_size
+    problem = _precision_problem(candidate.precision, gpu, checkpoint) or _parallelism_problem(
+        architecture, tp
+    )
+    if problem:
+        return Evaluation(candidate, None, problem, "constraint")
+    if candidate.max_gpus_per_node is not None and tp > candidate.max_gpus_per_node:
+        return Evaluation(
+            candidate,
+            None,
+            f"no schedulable node has {tp} {gpu.product} GPUs "
+            f"(the largest has {candidate.max_gpus_per_node})",
+            "nodes",
+        )
+    total = int(gpu.memory_gib * GIB)
+    batched = default_max_num_batched_tokens(gpu)
+    weights = weights_per_rank(architecture, candidate.precision, tp)
+    profile = profile_run(
+        batched,
+        demand.max_num_seqs,
+        demand.max_model_len,
+        demand.item_features,
+        demand.items_per_prompt,
+    )
+    activation = activation_bytes(architecture, tp, profile)
+    graphs = cuda_graph_bytes(gpu, demand.max_num_seqs, tp)
+    overhead = non_torch_overhead_bytes(tp)
+    budget = int(total * demand.gpu_memory_utilization)
+    kv_bytes = budget - weights.total - activation - graphs - overhead
+    layout = kv_layout(architecture, tp, 1 if demand.kv_cache_dtype == "fp8" else 2, batched)
+    figures = Figures(
+        weights=weights.total,
+        vision=weights.vision,
+        activation=activation,
+        cuda_graphs=graphs,
+        overhead=overhead,
+        kv_cache=max(0, kv_bytes),
+        budget=budget,
+        kv_cache_tokens=kv_cache_tokens(layout, kv_bytes, demand.max_model_len),
+        max_num_batched_tokens=batched,
+    )
+    problem = _memory_problem(demand, layout, figures, total - budget, outside_budget_bytes(tp))
+    return Evaluation(candidate, figures, problem, "memory" if problem else "")
+
+
+def _memory_problem(
+    demand: Demand, layout: KvLayout, figures: Figures, headroom: int, outside_needed: int
+) -> str:
+    """Why vLLM would fail to start or could not hold the workload, or ""."""
+    if headroom < outside_needed:
+        return (
+            f"gpu memory utilization {demand.gpu_memory_utilization:.2f} leaves "
+            f"{_gib(headroom)} GiB outside vLLM's budget, less than the {_gib(outside_needed)} "
+            "GiB of CUDA context and communicators: vLLM would refuse to start"
+        )
+    used = figures.weights + figures.activation + figures.cuda_graphs + figures.overhead
+    if used >= figures.budget:
+        return (
+            f"weights {_gib(figures.weights)} + activation {_gib(figures.activation)} + CUDA "
+            f"graphs {_gib(figures.cuda_graphs)} + overhead {_gib(figures.overhead)} GiB "
+            f"exceed the {_gib(figures.budget)} GiB budget: no memory left for the KV cache"
+        )
+    one_request = layout.request_bytes(demand.max_model_len, demand.cross_states_per_request)
+    if one_request > figures.kv_cache:
+        return (
+            f"KV cache of {_gib(figures.kv_cache)} GiB holds {figures.kv_cache_tokens} tokens, "
+            f"less than one {demand.max_model_len}-token request"
+        )
+    per_request = layout.request_bytes(demand.request_tokens, demand.cross_states_per_request)
+    held = figures.kv_cache // per_request
+    if held < demand.concurrent_requests:
+        return (
+            f"KV cache of {_gib(figures.kv_cache)} GiB holds {held} concurrent "
+            f"{demand.request_tokens}-token requests, fewer than the "
+            f"{demand.concurrent_requests} declared"
+        )
+    return ""
+
+
+def _preference(evaluation: Evaluation) -> tuple[int, int, int, str]:
+    """Sort key: fewest GPUs, then higher precision, then larger KV cache, then by name."""
+    candidate = evaluation.candidate
+    kv_tokens = evaluation.figures.kv_cache_tokens if evaluation.figures else 0
+    return (
+        candidate.tensor_parallel_size,
+        -PRECISION_RANK[candidate.precision],
+        -kv_tokens,
+        candidate.label,
+    )
+
+
+def _gpu_choices(
+    spec: VisionModelSpec, offers: Sequence[GpuOffer] | None
+) -> list[tuple[GpuModel, int | None]]:
+    """GPUs to consider, each with the most GPUs one node of it offers (None: unknown)."""
+    wanted = spec.hardware.gpu_product
+    if offers is None:
+        if wanted == "auto":
+            return [(gpu, None) for gpu in gpu_catalog()]
+        gpu = find_gpu(wanted)
+        if gpu is None:
+            known = ", ".join(product for gpu in gpu_catalog() for product in gpu.products)
+            raise PlanningError(
+                Reason.INVALID_SPEC,
+                f"GPU product {wanted} is not in the GPU catalog and no cluster describes it; "
+                f"known products: {known}",
+            )
+        return [(gpu, None)]
+    offered: list[tuple[GpuModel, int | None]] = [
+        (gpu, offer.max_gpus_per_node)
+        for offer in offers
+        if (gpu := gpu_for_offer(offer)) is not None
+    ]
+    if wanted != "auto":
+        offered = [choice for choice in offered if choice[0].product.lower() == wanted.lower()]
+    if not offered:
+        products = ", ".join(offer.product for offer in offers) or "none"
+        target = "GPU nodes" if wanted == "auto" else f"nodes with {wanted}"
+        raise PlanningError(
+            Reason.NO_MATCHING_GPU_NODES,
+            f"no schedulable {target} with a known GPU product; the cluster offers: {products}",
+        )
+    return offered
+
+
+def _precision_choices(spec: VisionModelSpec, gpu: GpuModel, checkpoint: str) -> list[str]:
+    if spec.hardware.precision != "auto":
+        return [spec.hardware.precision]
+    if checkpoint != "none":
+        return [checkpoint]
+    return ["bf16" if gpu.supports_bf16 else "fp16", "fp8"]
+
+
+def _tensor_parallel_choices(spec: VisionModelSpec) -> list[int]:
+    if spec.hardware.tensor_parallel_size is not None:
+        return [spec.hardware.tensor_parallel_size]
+    limit = spec.hardware.max_gpus_per_replica
+    return [size for size in TENSOR_PARALLEL_CHOICES if size <= limit]
+
+
+def checkpoint_of(spec: VisionModelSpec, architecture: Architecture) -> str:
+    """The checkpoint's quantization: as declared, else as its config.json states."""
+    declared = spec.model.checkpoint_quantization
+    return declared if declared != "none" else architecture.checkpoint_quantization or "none"
+
+
+def candidates_for(
+    spec: VisionModelSpec, architecture: Architecture, offers: Sequence[GpuOffer] | None
+) -> list[Candidate]:
+    """Every candidate the spec allows, in a fixed order."""
+    checkpoint = checkpoint_of(spec, architecture)
+    return [
+        Candidate(gpu, precision, tp, per_node)
+        for gpu, per_node in _gpu_choices(spec, offers)
+        for precision in _precision_choices(spec, gpu, checkpoint)
+        for tp in _tensor_parallel_choices(spec)
+    ]
+
+
+def _settings(
+    spec: VisionModelSpec, architecture: Architecture, demand: Demand, evaluation: Evaluation
+) -> EngineSettings:
+    candidate = evaluation.candidate
+    checkpoint = checkpoint_of(spec, architecture)
+    figures = evaluation.figures
+    return EngineSettings(
+        model_id=spec.model.id,
+        served_name=spec.model.served_name or spec.model.id,
+        revision=spec.model.revision,
+        tensor_parallel_size=candidate.tensor_parallel_size,
+        max_model_len=demand.max_model_len,
+        max_num_seqs=demand.max_num_seqs,
+        max_num_batched_tokens=figures.max_num_batched_tokens
+        if figures
+        else default_max_num_batched_tokens(candidate.gpu),
+        gpu_memory_utilization=demand.gpu_memory_utilization,
+        precision=candidate.precision,
+        activation_dtype="bf16" if candidate.gpu.supports_bf16 else "fp16",
+        online_quantization=candidate.precision == "fp8" and checkpoint != "fp8",
+        kv_cache_dtype=demand.kv_cache_dtype,
+        images_per_prompt=demand.images_per_request,
+        image_width=demand.image_width,
+        image_height=demand.image_height,
+        videos_per_prompt=demand.videos_per_request,
+        video_frames=demand.video_frames,
+        processor_kwargs=demand.processor_kwargs,
+    )
+
+
+def _rejections(evaluations: Sequence[Evaluation]) -> tuple[tuple[str, str], ...]:
+    refused = [(e.candidate.label, e.problem) for e in evaluations if not e.feasible]
+    if len(refused) > MAX_REJECTED:
+        kept = refused[: MAX_REJECTED - 1]
+        return (*kept, ("...", f"{len(refused) - len(kept)} more candidates refused"))
+    return tuple(refused)
+
+
+def _stall_reason(evaluations: Sequence[Evaluation]) -> Reason:
+    kinds = {evaluation.kind for evaluation in evaluations}
+    if "memory" in kinds:
+        return Reason.INSUFFICIENT_GPU_MEMORY
+    if "nodes" in kinds:
+        return Reason.NO_MATCHING_GPU_NODES
+    return Reason.INVALID_SPEC
+
+
+def _closest(evaluations: Sequence[Evaluation]) -> Evaluation:
+    """The refused candidate to report: the one with the most memory left for KV cache (the
+    least short of it), else the first."""
+    measured = [e for e in evaluations if e.figures is not None]
+    if not measured:
+        return evaluations[0]
+    return max(measured, key=lambda e: (_kv_room(e), -e.candidate.tensor_parallel_size))
+
+
+def _kv_room(evaluation: Evaluation) -> int:
+    """Budget left after everything but the KV cache; negative when already over."""
+    figures = evaluation.figures
+    if figures is None:
+        return 0
+    used = figures.weights + figures.activation + figures.cuda_graphs + figures.overhead
+    return figures.budget - used
+
+
+def _plan(
+    spec: VisionModelSpec,
+    architecture: Architecture,
+    demand: Demand,
+    chosen: Evaluation,
+    evaluations: Sequence[Evaluation],
+    reason: str,
+) -> Plan:
+    figures = chosen.figures or Figures(0, 0, 0, 0, 0, 0, 0, 0, 0)
+    candidate = chosen.candidate
+    return Plan(
+        feasible=chosen.feasible,
+        reason=reason,
+        stall_reason=None if chosen.feasible else _stall_reason(evaluations),
+        gpu_product=candidate.gpu.product,
+        precision=candidate.precision,
+        tensor_parallel_size=candidate.tensor_parallel_size,
+        gpus_per_replica=candidate.tensor_parallel_size,
+        max_model_len=demand.max_model_len,
+        max_num_seqs=demand.max_num_seqs,
+        gpu_memory_utilization=demand.gpu_memory_utilization,
+        tokens_per_image=demand.tokens_per_image,
+        kv_cache_tokens=figures.kv_cache_tokens,
+        weights_gib=_gib(figures.weights),
+        vision_gib=_gib(figures.vision),
+        activation_gib=_gib(figures.activation),
+        cuda_graphs_gib=_gib(figures.cuda_graphs),
+        overhead_gib=_gib(figures.overhead),
+        kv_cache_gib=_gib(figures.kv_cache),
+        budget_gib=_gib(figures.budget),
+        engine_args=engine_arguments(_settings(spec, architecture, demand, chosen)),
+        rejected=_rejections(evaluations),
+    )
+
+
+def best_feasible(
+    architecture: Architecture, demand: Demand, candidates: Sequence[Candidate], checkpoint: str
+) -> tuple[Evaluation | None, list[Evaluation]]:
+    """Evaluate every candidate; return the preferred feasible one (if any) and all verdicts."""
+    evaluations = [evaluate(architecture, demand, c, checkpoint) for c in candidates]
+    feasible = [e for e in evaluations if e.feasible]
+    return (min(feasible, key=_preference) if feasible else None), evaluations
+
+
+def plan_candidates(
+    spec: VisionModelSpec,
+    *,
+    gpu_offers: Sequence[GpuOffer] | None = None,
+    architecture_config: Mapping[str, Any] | None = None,
+) -> tuple[Plan, Architecture | None]:
+    """Size one VisionModel: the chosen candidate, or the closest refused one and why.
+
+    Also returns the resolved architecture (None when the model could not be resolved)."""
+    try:
+        architecture = resolve_model(spec, architecture_config)
+        demand = derive_demand(architecture, spec)
+        candidates = candidates_for(spec, architecture, gpu_offers)
+    except PlanningError as error:
+        return _unplannable(error), None
+    checkpoint = checkpoint_of(spec, architecture)
+    chosen, evaluations = best_feasible(architecture, demand, candidates, checkpoint)
+    if chosen is not None:
+        return _plan(spec, architecture, demand, chosen, evaluations, ""), architecture
+    closest = _closest(evaluations)
+    reason = f"no candidate fits; closest {closest.candidate.label}: {closest.problem}"
+    return _plan(spec, architecture, demand, closest, evaluations, reason), architecture
+
+
+def resolve_model(spec: VisionModelSpec, config: Mapping[str, Any] | None) -> Architecture:
+    """The model's architecture, refused when unknown or not served by the pinned vLLM."""
+    try:
+        architecture = resolve_architecture(spec.model.id, spec.model.architecture, config)
+    except UnknownArchitectureError as error:
+        raise PlanningError(Reason.UNSUPPORTED_MODEL, str(error)) from error
+    if not architecture.vllm_versions.contains(VLLM_VERSION):
+        served_by = architecture.vllm_versions.describe()
+        name = architecture.vllm_architecture or architecture.family
+        raise PlanningError(
+            Reason.UNSUPPORTED_MODEL,
+            f"{architecture.model_id} ({name}) is served by {served_by}; the pinned vLLM "
+            f"{VLLM_VERSION} cannot serve it",
+        )
+    return architecture
