@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_arguments(run)
     run.set_defaults(handler=_cmd_run)
 
+    from vlm_operator.plan_cli import add_plan_command
+
+    add_plan_command(commands)
+
     version = commands.add_parser("version", help="print the operator version")
     version.set_defaults(handler=_cmd_version)
     return parser
