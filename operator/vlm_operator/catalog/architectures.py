@@ -127,11 +127,12 @@ def _estimate_text_parameters(facts: Mapping[str, Any]) -> int:
 
 
 def _estimate_vision_parameters(tower: Mapping[str, Any]) -> int | None:
-    """ViT parameters from its shape (attention plus MLP per layer), when the depth is known."""
+    """ViT parameters from its shape, when the depth is known: attention plus an MLP counted
+    as gated (three matrices), which over-counts a plain two-matrix MLP on the safe side."""
     if not {"hidden_size", "intermediate_size", "num_layers"} <= tower.keys():
         return None
     hidden, intermediate = int(tower["hidden_size"]), int(tower["intermediate_size"])
-    return int(tower["num_layers"]) * (4 * hidden * hidden + 2 * hidden * intermediate)
+    return int(tower["num_layers"]) * (4 * hidden * hidden + 3 * hidden * intermediate)
 
 
 def _describe_how(model_id: str) -> str:

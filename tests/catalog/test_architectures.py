@@ -1,0 +1,145 @@
+"""Architecture catalog: coverage of the research catalog, overrides, config.json, versions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vlm_operator.api.v1alpha1 import ArchitectureOverrides
+from vlm_operator.catalog.architectures import (
+    UnknownArchitectureError,
+    catalog_model_ids,
+    resolve_architecture,
+)
+from vlm_operator.catalog.engine import VLLM_IMAGE, VLLM_VERSION, VersionRange, parse_version
+from vlm_operator.catalog.hf_config import parse_hf_config
+
+RESEARCH_CATALOG = Path("/work/shared/research/vlm-catalog.json")
+
+QWEN2_5_VL_3B_CONFIG: dict[str, Any] = {
+    "architectures": ["Qwen2_5_VLForConditionalGeneration"],
+    "hidden_size": 2048,
+    "intermediate_size": 11008,
+    "num_attention_heads": 16,
+    "num_hidden_layers": 36,
+    "num_key_value_heads": 2,
+    "vocab_size": 151936,
+    "max_position_embeddings": 128000,
+    "tie_word_embeddings": True,
+    "vision_config": {"depth": 32, "hidden_size": 1280, "intermediate_size": 3420},
+}
+
+
+def test_engine_pin() -> None:
+    assert VLLM_VERSION == "0.32.0"
+    assert VLLM_IMAGE == "vllm/vllm-openai:v0.32.0"
+
+
+@pytest.mark.parametrize(
+    ("versions", "version", "inside"),
+    [
+        (VersionRange("0.6.2", "0.10.2"), "0.10.2", True),
+        (VersionRange("0.6.2", "0.10.2"), "0.32.0", False),
+        (VersionRange("0.7.2"), "0.32.0", True),
+        (VersionRange("0.7.2"), "0.7.1", False),
+    ],
+)
+def test_version_range(versions: VersionRange, version: str, inside: bool) -> None:
+    assert versions.contains(version) is inside
+    assert parse_version("v0.10.2") == (0, 10, 2)
+
+
+def test_catalog_holds_every_research_model() -> None:
+    assert len(catalog_model_ids()) >= 19
+    if not RESEARCH_CATALOG.exists():
+        pytest.skip("research catalog not present")
+    for entry in json.loads(RESEARCH_CATALOG.read_text()):
+        architecture = resolve_architecture(entry["model"])
+        assert architecture.parameters == entry["total_params"]
+        assert architecture.vision_parameters == (
+            entry["vision_encoder_params"] + entry["projector_params"]
+        )
+        assert architecture.num_layers == entry["llm_num_hidden_layers"]
+        assert architecture.vocab_size == entry["vocab_size"]
+        assert architecture.max_position_embeddings == entry["max_position_embeddings"]
+
+
+@pytest.mark.parametrize(
+    ("model_id", "family", "attention", "served_now"),
+    [
+        ("qwen/qwen2.5-vl-7b-instruct", "qwen2.5-vl", "standard", True),
+        ("google/gemma-3-27b-it", "gemma3", "sliding-window-mix", True),
+        ("deepseek-ai/deepseek-vl2", "deepseek-vl2", "multi-head-latent", True),
+        ("meta-llama/Llama-3.2-11B-Vision-Instruct", "mllama", "cross-attention", False),
+    ],
+)
+def test_catalog_entries(model_id: str, family: str, attention: str, served_now: bool) -> None:
+    architecture = resolve_architecture(model_id)
+    assert (architecture.family, architecture.attention) == (family, attention)
+    assert architecture.vllm_versions.contains(VLLM_VERSION) is served_now
+
+
+def test_unknown_model_says_how_to_describe_it() -> None:
+    with pytest.raises(UnknownArchitectureError, match=r"spec\.model\.architecture"):
+        resolve_architecture("acme/secret-vlm")
+
+
+def test_overrides_replace_catalog_values() -> None:
+    overrides = ArchitectureOverrides(max_position_embeddings=32768, supports_video=False)
+    architecture = resolve_architecture("Qwen/Qwen2.5-VL-7B-Instruct", overrides)
+    assert architecture.max_position_embeddings == 32768
+    assert architecture.supports_video is False
+    assert architecture.num_layers == 28
+
+
+def test_config_json_describes_a_model_outside_the_catalog() -> None:
+    architecture = resolve_architecture("acme/qwen-vl-finetune", config=QWEN2_5_VL_3B_CONFIG)
+    assert (architecture.family, architecture.num_key_value_heads) == ("qwen2.5-vl", 2)
+    assert architecture.head_dim == 128
+    assert architecture.parameters_estimated
+    assert architecture.parameters == pytest.approx(3_754_622_976, rel=0.03)
+
+
+def test_explicit_overrides_win_over_config_json() -> None:
+    overrides = ArchitectureOverrides(num_layers=30, parameters=4_000_000_000)
+    architecture = resolve_architecture("acme/x", overrides, QWEN2_5_VL_3B_CONFIG)
+    assert (architecture.num_layers, architecture.parameters) == (30, 4_000_000_000)
+
+
+def test_unknown_architecture_class_is_refused() -> None:
+    config = {**QWEN2_5_VL_3B_CONFIG, "architectures": ["BrandNewVLM"]}
+    with pytest.raises(UnknownArchitectureError, match="BrandNewVLM"):
+        resolve_architecture("acme/new", config=config)
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        (
+            {"architectures": ["Gemma3ForConditionalGeneration"],
+             "text_config": {"num_hidden_layers": 34, "sliding_window": 1024,
+                             "sliding_window_pattern": 6, "hidden_size": 2560}},
+            {"architecture": "Gemma3ForConditionalGeneration", "num_layers": 34,
+             "hidden_size": 2560, "sliding_window": 1024, "global_layers": 5},
+        ),
+        (
+            {"text_config": {"num_hidden_layers": 4, "sliding_window": 512,
+                             "layer_types": ["sliding_attention"] * 3 + ["full_attention"]}},
+            {"num_layers": 4, "sliding_window": 512, "global_layers": 1},
+        ),
+        (
+            {"llm_config": {"vocab_size": 151674, "tie_word_embeddings": False},
+             "quantization_config": {"quant_method": "AWQ"},
+             "vision_config": {"embed_dim": 1280, "mlp_ratio": 4, "depth": 32}},
+            {"vocab_size": 151674, "tie_word_embeddings": False,
+             "checkpoint_quantization": "awq",
+             "vision_tower": {"hidden_size": 1280, "intermediate_size": 5120, "num_layers": 32}},
+        ),
+        ({"num_attention_heads": "many", "hidden_size": -1}, {}),
+    ],
+)  # fmt: skip
+def test_parse_hf_config(config: dict[str, Any], expected: dict[str, Any]) -> None:
+    assert parse_hf_config(config) == expected
