@@ -125,7 +125,8 @@ class Evaluation:
     figures: Figures | None
     problem: str = ""
     kind: str = ""
-    """Why it was refused: "constraint", "nodes" or "memory"."""
+    """Why it was refused: "constraint" (vLLM or the GPU cannot run it), "memory" (it does not
+    fit) or "nodes" (it fits, but no schedulable node has that many GPUs)."""
 
     @property
     def feasible(self) -> bool:
@@ -367,14 +368,6 @@ def evaluate(
     )
     if problem:
         return Evaluation(candidate, None, problem, "constraint")
-    if candidate.max_gpus_per_node is not None and tp > candidate.max_gpus_per_node:
-        return Evaluation(
-            candidate,
-            None,
-            f"no schedulable node has {tp} {gpu.product} GPUs "
-            f"(the largest has {candidate.max_gpus_per_node})",
-            "nodes",
-        )
     total = int(gpu.memory_gib * GIB)
     batched = default_max_num_batched_tokens(gpu)
     weights = weights_per_rank(architecture, candidate.precision, tp)
@@ -403,7 +396,17 @@ def evaluate(
         max_num_batched_tokens=batched,
     )
     problem = _memory_problem(demand, layout, figures, total - budget, outside_budget_bytes(tp))
-    return Evaluation(candidate, figures, problem, "memory" if problem else "")
+    if problem:
+        return Evaluation(candidate, figures, problem, "memory")
+    if candidate.max_gpus_per_node is not None and tp > candidate.max_gpus_per_node:
+        return Evaluation(
+            candidate,
+            figures,
+            f"fits, but no schedulable node has {tp} {gpu.product} GPUs "
+            f"(the largest has {candidate.max_gpus_per_node})",
+            "nodes",
+        )
+    return Evaluation(candidate, figures)
 
 
 def _memory_problem(
@@ -483,7 +486,7 @@ def _gpu_choices(
             Reason.NO_MATCHING_GPU_NODES,
             f"no schedulable {target} with a known GPU product; the cluster offers: {products}",
         )
-    return offered
+    return sorted(offered, key=lambda choice: choice[0].product)
 
 
 def _precision_choices(spec: VisionModelSpec, gpu: GpuModel, checkpoint: str) -> list[str]:
@@ -559,11 +562,12 @@ def _rejections(evaluations: Sequence[Evaluation]) -> tuple[tuple[str, str], ...
 
 
 def _stall_reason(evaluations: Sequence[Evaluation]) -> Reason:
+    """Nodes when some candidate fits but no node is big enough, then memory, else the spec."""
     kinds = {evaluation.kind for evaluation in evaluations}
-    if "memory" in kinds:
-        return Reason.INSUFFICIENT_GPU_MEMORY
     if "nodes" in kinds:
         return Reason.NO_MATCHING_GPU_NODES
+    if "memory" in kinds:
+        return Reason.INSUFFICIENT_GPU_MEMORY
     return Reason.INVALID_SPEC
 
 
