@@ -91,7 +91,7 @@ def _lower_precision(
         awq = _changed(spec, "model", checkpoint_quantization="awq")
         options.append(
             (
-                "an AWQ int4 checkpoint (hardware.precision awq)",
+                "an AWQ int4 checkpoint with hardware.precision awq",
                 _changed(awq, "hardware", precision="awq"),
             )
         )
