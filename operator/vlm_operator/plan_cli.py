@@ -32,7 +32,7 @@ def add_plan_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
         description="Print the plan the operator would choose, without a cluster. Flags "
         "override the file's spec. Exit code 1 when nothing fits.",
     )
-    plan.add_argument("file", nargs="?", metavar="FILE", help="a VisionModel YAML file")
+    plan.add_argument("file", nargs="?", type=Path, metavar="FILE", help="a VisionModel YAML file")
     plan.add_argument("--model", help="Hugging Face model id (spec.model.id)")
     plan.add_argument("--gpu", help="nvidia.com/gpu.product value, or auto for the catalog")
     plan.add_argument(
