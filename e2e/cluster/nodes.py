@@ -49,9 +49,7 @@ def gpu_node(pool: dict[str, Any], index: int) -> dict[str, Any]:
 
 def main(fleet_path: str) -> None:
     fleet = json.loads(Path(fleet_path).read_text(encoding="utf-8"))
-    items = [
-        gpu_node(pool, index) for pool in fleet["pools"] for index in range(pool["nodes"])
-    ]
+    items = [gpu_node(pool, index) for pool in fleet["pools"] for index in range(pool["nodes"])]
     json.dump({"apiVersion": "v1", "kind": "List", "items": items}, sys.stdout, indent=1)
 
 

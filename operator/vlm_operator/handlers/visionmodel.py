@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -33,23 +33,25 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
 
 
 def _post_event(body: Mapping[str, Any], event: Event) -> None:
-    kopf.event(dict(body), type=event.type, reason=event.reason, message=event.message)
+    kopf.event(cast(kopf.Body, body), type=event.type, reason=event.reason, message=event.message)
 
 
-def _reconcile(memo: kopf.Memo, namespace: str, name: str) -> None:
+def _reconcile(memo: Any, namespace: str | None, name: str) -> None:
+    if namespace is None:
+        raise kopf.PermanentError("VisionModels are namespaced; got one without a namespace")
     reconcile(memo["cluster"], memo["config"], namespace, name, _post_event)
 
 
 @kopf.on.resume(c.GROUP, c.PLURAL)
 @kopf.on.create(c.GROUP, c.PLURAL)
 @kopf.on.update(c.GROUP, c.PLURAL, field="spec")
-def visionmodel_changed(name: str, namespace: str, memo: kopf.Memo, **_: Any) -> None:
+def visionmodel_changed(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
     """A VisionModel appeared, changed, or the operator restarted."""
     _reconcile(memo, namespace, name)
 
 
 @kopf.timer(c.GROUP, c.PLURAL, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
-def visionmodel_resync(name: str, namespace: str, memo: kopf.Memo, **_: Any) -> None:
+def visionmodel_resync(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
     """Periodic level-based pass that repairs drift nobody told us about."""
     _reconcile(memo, namespace, name)
 
@@ -64,7 +66,7 @@ def _owner_name(body: Mapping[str, Any]) -> str | None:
 @kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS)
 @kopf.on.event("", "v1", "services", labels=CHILD_LABELS)
 @kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=CHILD_LABELS)
-def child_changed(body: kopf.Body, namespace: str, memo: kopf.Memo, **_: Any) -> None:
+def child_changed(body: kopf.Body, namespace: str | None, memo: Any, **_: Any) -> None:
     """A child changed or vanished: reconcile its owner, which restores and reports."""
     owner = _owner_name(body)
     if owner is not None:

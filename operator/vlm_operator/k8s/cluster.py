@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -66,9 +66,8 @@ class Cluster:
             response = self._core.patch_namespaced_service(
                 metadata["name"], metadata["namespace"], dict(manifest), **options
             )
-            result: dict[str, Any] = self._api.sanitize_for_serialization(response)
-            return result
-        applied: dict[str, Any] = self._objects.patch_namespaced_custom_object(
+            return cast(dict[str, Any], self._api.sanitize_for_serialization(response))
+        applied = self._objects.patch_namespaced_custom_object(
             group,
             version,
             metadata["namespace"],
@@ -77,37 +76,37 @@ class Cluster:
             dict(manifest),
             **options,
         )
-        return applied
+        return cast(dict[str, Any], applied)
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """Read one object of a non-core group, or None when it does not exist."""
         group, version = _split_api_version(api_version)
         try:
-            found: dict[str, Any] = self._objects.get_namespaced_custom_object(
+            found = self._objects.get_namespaced_custom_object(
                 group, version, namespace, PLURALS.get(kind, kind.lower() + "s"), name
             )
         except ApiException as error:
             if error.status == 404:
                 return None
             raise
-        return found
+        return cast(dict[str, Any], found)
 
     def get_visionmodel(self, namespace: str, name: str) -> dict[str, Any] | None:
         """Read one VisionModel, or None when it is gone."""
         try:
-            found: dict[str, Any] = self._objects.get_namespaced_custom_object(
+            found = self._objects.get_namespaced_custom_object(
                 c.GROUP, c.VERSION, namespace, c.PLURAL, name
             )
         except ApiException as error:
             if error.status == 404:
                 return None
             raise
-        return found
+        return cast(dict[str, Any], found)
 
     def list_nodes(self) -> list[dict[str, Any]]:
         """Every Node, as plain dicts."""
         nodes = self._core.list_node()
-        serialized: dict[str, Any] = self._api.sanitize_for_serialization(nodes)
+        serialized = cast(dict[str, Any], self._api.sanitize_for_serialization(nodes))
         return list(serialized.get("items", []))
 
     def unschedulable_pods(self, namespace: str, selector: str) -> list[str]:
@@ -115,7 +114,8 @@ class Cluster:
         pods = self._core.list_namespaced_pod(namespace, label_selector=selector)
         messages = []
         for pod in pods.items:
-            for condition in pod.status.conditions or []:
+            conditions = pod.status.conditions if pod.status is not None else None
+            for condition in conditions or []:
                 if (
                     condition.type == "PodScheduled"
                     and condition.status == "False"

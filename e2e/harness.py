@@ -1,0 +1,184 @@
+"""Helpers for end-to-end tests: kubectl, polling waits and the operator as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+KUBECTL = str(Path(sys.executable).with_name("kubectl"))
+T = TypeVar("T")
+
+
+class WaitTimeoutError(AssertionError):
+    """A condition did not hold before its deadline."""
+
+
+def wait_for(predicate: Callable[[], T | None], timeout: float, description: str) -> T:
+    """Poll `predicate` until it returns something truthy, and return that."""
+    deadline = time.monotonic() + timeout
+    delay = 0.1
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise WaitTimeoutError(f"timed out after {timeout:.0f}s waiting for {description}")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 1.0)
+
+
+def kubectl_result(*args: str, input_text: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run kubectl against the test cluster and return the completed process, failed or not."""
+    return subprocess.run(
+        [KUBECTL, *args], input=input_text, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def kubectl(*args: str, input_text: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run kubectl and fail the test with its stderr when it fails."""
+    result = kubectl_result(*args, input_text=input_text)
+    if result.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+    return result
+
+
+def get_object(kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+    """One object as a dict, or None when it does not exist."""
+    scope = ["-n", namespace] if namespace else []
+    result = kubectl_result("get", kind, name, *scope, "-o", "json")
+    if result.returncode != 0:
+        if "NotFound" in result.stderr or "not found" in result.stderr:
+            return None
+        raise AssertionError(f"kubectl get {kind} {name}: {result.stderr.strip()}")
+    found: dict[str, Any] = json.loads(result.stdout)
+    return found
+
+
+def list_objects(
+    kind: str,
+    namespace: str | None = None,
+    label_selector: str | None = None,
+    field_selector: str | None = None,
+) -> list[dict[str, Any]]:
+    """Objects of one kind, filtered by namespace and selectors."""
+    args = ["get", kind, "-o", "json"]
+    args += ["-n", namespace] if namespace else ["--all-namespaces"]
+    if label_selector:
+        args += ["-l", label_selector]
+    if field_selector:
+        args += ["--field-selector", field_selector]
+    items: list[dict[str, Any]] = json.loads(kubectl(*args).stdout)["items"]
+    return items
+
+
+def apply_manifest(manifest: dict[str, Any]) -> None:
+    """kubectl apply one object given as a dict."""
+    kubectl("apply", "-f", "-", input_text=json.dumps(manifest))
+
+
+def free_port() -> int:
+    """An unused TCP port on 127.0.0.1."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class OperatorProcess:
+    """`vlm-operator run` as a real subprocess, watching one namespace."""
+
+    def __init__(self, namespace: str, log_path: Path, env: dict[str, str]) -> None:
+        self.namespace = namespace
+        self.log_path = log_path
+        self.metrics_port = free_port()
+        self.env = env
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def metrics_url(self) -> str:
+        """The operator's /metrics on loopback."""
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    def start(self) -> None:
+        """Start the operator and wait until its metrics endpoint answers."""
+        command = [
+            sys.executable,
+            "-m",
+            "vlm_operator",
+            "run",
+            "--standalone",
+            "--namespace",
+            self.namespace,
+            "--metrics-address",
+            "127.0.0.1",
+            "--metrics-port",
+            str(self.metrics_port),
+        ]
+        log = self.log_path.open("ab")
+        self._process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=REPO_ROOT
+        )
+        wait_for(self._metrics_answer, 30, "the operator's metrics endpoint")
+
+    def _metrics_answer(self) -> bool:
+        if self._process is not None and self._process.poll() is not None:
+            raise AssertionError(f"operator exited early:\n{self.logs()}")
+        try:
+            with urllib.request.urlopen(self.metrics_url, timeout=2):
+                return True
+        except OSError:
+            return False
+
+    def reconcile_count(self) -> float:
+        """Successful reconciles so far, from the operator's own metrics."""
+        with urllib.request.urlopen(self.metrics_url, timeout=5) as response:
+            text = response.read().decode()
+        match = re.search(r'^vlm_operator_reconcile_total\{result="ok"\} (\S+)$', text, re.M)
+        return float(match.group(1)) if match else 0.0
+
+    def kill(self) -> None:
+        """SIGKILL the operator, as a crash would."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGKILL)
+            self._process.wait(timeout=10)
+            self._process = None
+
+    def stop(self) -> None:
+        """Stop the operator gracefully, or kill it after a grace period."""
+        if self._process is None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait(timeout=10)
+        self._process = None
+
+    def logs(self) -> str:
+        """Everything the operator printed."""
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+def operator_environment(**overrides: str) -> dict[str, str]:
+    """The environment of a test operator: the test cluster, fast resyncs, no pod scraping."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "VLM_OPERATOR_RESYNC_SECONDS": "3",
+            "PYTHONPATH": str(REPO_ROOT / "operator"),
+        }
+    )
+    env.update(overrides)
+    return env
