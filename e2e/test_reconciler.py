@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -281,3 +282,51 @@ def test_examples_are_accepted_by_the_api_server(namespace: str) -> None:
         manifest = yaml.safe_load(path.read_text(encoding="utf-8"))
         manifest["metadata"]["namespace"] = namespace
         kubectl("apply", "--dry-run=server", "-f", "-", input_text=json.dumps(manifest))
+
+
+POD_MONITOR_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "podmonitors.monitoring.coreos.com"},
+    "spec": {
+        "group": "monitoring.coreos.com",
+        "scope": "Namespaced",
+        "names": {"kind": "PodMonitor", "plural": "podmonitors", "singular": "podmonitor"},
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "x-kubernetes-preserve-unknown-fields": True,
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+@pytest.fixture
+def pod_monitor_crd(cluster: object) -> Iterator[None]:
+    """The Prometheus operator's PodMonitor kind, installed for one test only."""
+    apply_manifest(POD_MONITOR_CRD)
+    kubectl("wait", "--for=condition=Established", "crd/podmonitors.monitoring.coreos.com")
+    yield
+    kubectl("delete", "crd", "podmonitors.monitoring.coreos.com", "--wait=false")
+
+
+def test_pod_monitor_when_the_prometheus_operator_is_installed(
+    namespace: str, pod_monitor_crd: None, operator: OperatorProcess
+) -> None:
+    apply_manifest(visionmodel(namespace))
+    wait_ready(namespace)
+    monitor = wait_for(
+        lambda: get_object("podmonitor.monitoring.coreos.com", "qwen-vl", namespace),
+        60,
+        "the PodMonitor",
+    )
+    assert monitor["spec"]["podMetricsEndpoints"] == [{"port": "http", "path": "/metrics"}]
+    assert monitor["metadata"]["ownerReferences"][0]["kind"] == "VisionModel"
