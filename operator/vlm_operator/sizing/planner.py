@@ -22,7 +22,11 @@ from vlm_operator.catalog.architectures import (
     UnknownArchitectureError,
     resolve_architecture,
 )
-from vlm_operator.catalog.engine import DEFAULT_GPU_MEMORY_UTILIZATION, VLLM_VERSION
+from vlm_operator.catalog.engine import (
+    DEFAULT_GPU_MEMORY_UTILIZATION,
+    KV_BLOCK_SIZE,
+    VLLM_VERSION,
+)
 from vlm_operator.catalog.gpus import GpuModel, GpuOffer, find_gpu, gpu_catalog, gpu_for_offer
 from vlm_operator.sizing.engine_args import EngineSettings, engine_arguments
 from vlm_operator.sizing.image_tokens import (
@@ -351,11 +355,11 @@ def kv_cache_tokens(layout: KvLayout, kv_bytes: int, max_model_len: int) -> int:
     """Tokens the cache holds, as vLLM logs "GPU KV cache size" (one block kept back)."""
     if kv_bytes <= 0:
         return 0
-    block_bytes = 16 * layout.full_bytes_per_token
+    block_bytes = KV_BLOCK_SIZE * layout.full_bytes_per_token
     if not layout.window_bytes_per_token and not layout.cross_bytes_per_state:
-        return max(0, kv_bytes // block_bytes - 1) * 16
+        return max(0, kv_bytes // block_bytes - 1) * KV_BLOCK_SIZE
     request = layout.request_bytes(max_model_len)
-    return int(kv_bytes / request * max_model_len) // 16 * 16
+    return int(kv_bytes / request * max_model_len) // KV_BLOCK_SIZE * KV_BLOCK_SIZE
 
 
 def evaluate(
