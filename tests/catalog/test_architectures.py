@@ -17,7 +17,7 @@ from vlm_operator.catalog.architectures import (
 from vlm_operator.catalog.engine import VLLM_IMAGE, VLLM_VERSION, VersionRange, parse_version
 from vlm_operator.catalog.hf_config import parse_hf_config
 
-RESEARCH_CATALOG = Path("/work/shared/research/vlm-catalog.json")
+RESEARCH_CATALOG = Path(__file__).resolve().parents[3] / "shared" / "research" / "vlm-catalog.json"
 
 QWEN2_5_VL_3B_CONFIG: dict[str, Any] = {
     "architectures": ["Qwen2_5_VLForConditionalGeneration"],
