@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# vLLM itself (several GB), only for the contract test; cached outside the checkout.
+VLLM_VERSION := $(shell sed -n 's/^VLLM_VERSION = "\(.*\)"/\1/p' operator/vlm_operator/catalog/engine.py)
+VLLM_VENV ?= $(HOME)/.cache/vlm-operator/venv-vllm-$(VLLM_VERSION)
 
 .DEFAULT_GOAL := help
 
@@ -32,8 +35,18 @@ unit: $(STAMP) ## fast tests: no cluster
 e2e: $(STAMP) ## end-to-end tests against the local control plane (builds it on first use)
 	$(BIN)/pytest e2e
 
-test: lint ## the whole suite: lint, unit and end-to-end tests
-	$(BIN)/pytest
+test: lint ## the whole suite: lint, unit, end-to-end and the vLLM contract tests
+	$(BIN)/pytest -m "not contract"
+	$(MAKE) contract
+
+$(VLLM_VENV)/.installed-stamp:
+	@echo "Installing vLLM $(VLLM_VERSION) into $(VLLM_VENV) for the contract test (first run only)"
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install --quiet "vllm==$(VLLM_VERSION)" pytest
+	touch $@
+
+contract: $(VLLM_VENV)/.installed-stamp ## engine arguments parsed by the pinned vLLM's own parser
+	$(VLLM_VENV)/bin/pytest -m contract tests/sizing/test_engine_contract.py
 
 cluster: $(STAMP) ## start the local control plane with fake GPU nodes
 	@PATH="$(CURDIR)/$(BIN):$$PATH" bash e2e/cluster/up.sh
@@ -43,7 +56,7 @@ cluster-down: ## stop the demo operator and the local control plane
 	if [ -f $$pid_file ]; then kill $$(cat $$pid_file) 2>/dev/null || true; rm -f $$pid_file; fi
 	@bash e2e/cluster/down.sh
 
-.PHONY: help dev crds lint unit e2e test cluster cluster-down
+.PHONY: help dev crds lint unit e2e test contract cluster cluster-down
 
 demo: $(STAMP) ## the quickstart: control plane, operator and an example VisionModel that becomes Ready
 	@bash e2e/demo.sh

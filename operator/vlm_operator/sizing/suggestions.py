@@ -113,8 +113,10 @@ def _shorter_context(
         current = derive_demand(architecture, spec)
     except PlanningError:
         return None
+    # A context shorter than one declared request would make vLLM refuse those requests.
+    shortest_step = -(-current.request_tokens // CONTEXT_STEP)
     steps = _largest_fitting(
-        1,
+        shortest_step,
         current.max_model_len // CONTEXT_STEP - 1,
         lambda step: (
             _fit(_changed(spec, "engine", max_model_len=step * CONTEXT_STEP), architecture, offers)
