@@ -38,15 +38,19 @@ def _metadata(source: RenderInput) -> dict[str, Any]:
     }
 
 
-def startup_seconds(source: RenderInput) -> int:
-    """Expected worst-case start of one replica: fetch or load the weights, then engine init."""
+def expected_startup_seconds(source: RenderInput) -> float:
+    """Expected start of one replica: fetch or load the weights, then engine init."""
     weights_mib = source.plan.memory_gib.weights * source.plan.gpus_per_replica * 1024
     warm_cache = source.spec.model.cache.persistent_volume_claim is not None
     bandwidth = (
         source.config.load_mib_per_second if warm_cache else source.config.download_mib_per_second
     )
-    expected = weights_mib / bandwidth + source.config.engine_init_seconds
-    return math.ceil(expected * source.config.startup_safety_factor)
+    return weights_mib / bandwidth + source.config.engine_init_seconds
+
+
+def startup_seconds(source: RenderInput) -> int:
+    """Worst-case start the probes and the rollout deadline allow for."""
+    return math.ceil(expected_startup_seconds(source) * source.config.startup_safety_factor)
 
 
 def shm_size_gib(tensor_parallel_size: int) -> int:

@@ -1,0 +1,1 @@
+"""Autoscaling: the pure policy and the metric sources it reads."""

@@ -1,0 +1,278 @@
+"""The autoscaling policy: metrics and recent history in, desired replicas and a reason out.
+
+Pure: no clock, no I/O. The operator's timer and the fleet benchmark call the same `decide`.
+
+Signals, each used for what it is good at:
+- in-flight requests (running + waiting) against the plan's batch size give the replicas the load
+  needs; unlike a ratio of the queue alone, this does not collapse to zero the moment the queue
+  drains, which is what makes queue-only scaling flap;
+- the queue depth per replica says when demand has outrun capacity and scale-up is urgent;
+- KV-cache usage catches long requests that fill memory before they fill the batch;
+- GPU utilization is reported but never sized on: a decoding engine keeps the GPU busy whether
+  it runs one sequence or a full batch, so it reads ~100% at light and at saturating load alike.
+  It only confirms idleness before a scale to zero.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from vlm_operator.api.v1alpha1 import ScalingSpec
+
+TOLERANCE = 0.1
+"""Demand within 10% of the current replicas changes nothing (as the HPA does)."""
+
+BATCH_TARGET_FRACTION = 0.8
+"""Scale up past 80% of each replica's batch, keeping room for bursts between decisions."""
+
+SCALE_DOWN_BATCH_FRACTION = 0.7
+"""Scale down only once the load would fill fewer replicas to 70%: the gap to 80% is the
+hysteresis band that keeps Poisson noise from flapping a replica in and out."""
+
+KV_USAGE_TARGET = 0.85
+"""Aim to keep each replica's KV cache at most 85% used."""
+
+IDLE_GPU_UTILIZATION_PERCENT = 5.0
+"""Below this the GPUs do no work at all."""
+
+MAX_SCALE_UP_STEP = 4
+"""At most this many replicas are added per decision, or the current count if larger."""
+
+
+@dataclass(frozen=True)
+class MetricsSample:
+    """Fleet-wide metrics of one VisionModel at one moment; None means the signal is missing."""
+
+    time: float
+    waiting: float | None
+    running: float | None
+    kv_cache_usage: float | None
+    """Mean fraction (0-1) of the KV cache used per replica."""
+    gpu_utilization_percent: float | None
+    reporting_pods: int
+    """Pods whose metrics were read."""
+    problem: str = ""
+    """Why metrics are missing or stale; empty when they are fine."""
+
+
+@dataclass(frozen=True)
+class FleetState:
+    """What the cluster runs now."""
+
+    spec_replicas: int
+    ready_replicas: int
+    existing_replicas: int
+    """Pods that exist, ready or still loading the model."""
+    max_num_seqs: int
+    """Sequences one replica runs at once, from the plan."""
+
+
+@dataclass(frozen=True)
+class History:
+    """What the policy remembers between decisions."""
+
+    recommendations: tuple[tuple[float, int, int], ...] = ()
+    """(time, scale-up target, scale-down target) of recent decisions, before stabilization."""
+    last_scale_down: float | None = None
+    last_traffic: float | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of one evaluation."""
+
+    desired_replicas: int
+    demand_replicas: int
+    warm_replicas: int
+    reason: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    history: History = History()
+
+    def changes(self, spec_replicas: int) -> bool:
+        """Whether the decision asks for a different spec.replicas."""
+        return self.desired_replicas != spec_replicas
+
+
+def _clamp(value: int, scaling: ScalingSpec) -> int:
+    return max(scaling.min_replicas, min(scaling.max_replicas, value))
+
+
+def _metrics_used(sample: MetricsSample) -> dict[str, float]:
+    values = {
+        "waiting": sample.waiting,
+        "running": sample.running,
+        "kvCacheUsage": sample.kv_cache_usage,
+        "gpuUtilizationPercent": sample.gpu_utilization_percent,
+    }
+    return {name: round(value, 3) for name, value in values.items() if value is not None}
+
+
+def load_demand(
+    sample: MetricsSample,
+    fleet: FleetState,
+    scaling: ScalingSpec,
+    batch_fraction: float = BATCH_TARGET_FRACTION,
+) -> tuple[int, str]:
+    """Replicas the current load needs when each fills `batch_fraction` of its batch, and why."""
+    waiting = sample.waiting or 0.0
+    running = sample.running or 0.0
+    per_replica = max(1.0, fleet.max_num_seqs * batch_fraction)
+    by_load = math.ceil((running + waiting) / per_replica)
+    candidates = [(by_load, f"{running + waiting:.0f} requests in flight")]
+    ready = max(fleet.ready_replicas, 1)
+    if waiting > scaling.queue_depth_target * ready:
+        # The queue outran capacity: every queued request beyond the target needs a new slot.
+        backlog = waiting - scaling.queue_depth_target * ready
+        candidates.append(
+            (
+                fleet.ready_replicas + math.ceil(backlog / per_replica),
+                f"{waiting:.0f} waiting, above {scaling.queue_depth_target} per replica",
+            )
+        )
+    if sample.kv_cache_usage is not None:
+        candidates.append(
+            (
+                math.ceil(fleet.ready_replicas * sample.kv_cache_usage / KV_USAGE_TARGET),
+                f"KV cache {sample.kv_cache_usage:.0%} used",
+            )
+        )
+    return max(candidates)
+
+
+def _hold(fleet: FleetState, scaling: ScalingSpec, reason: str, history: History) -> Decision:
+    return Decision(
+        desired_replicas=fleet.spec_replicas,
+        demand_replicas=fleet.spec_replicas,
+        warm_replicas=scaling.warm_replicas,
+        reason=reason,
+        history=history,
+    )
+
+
+def decide(
+    sample: MetricsSample,
+    fleet: FleetState,
+    scaling: ScalingSpec,
+    history: History,
+    now: float,
+) -> Decision:
+    """Desired replicas for one VisionModel. Missing or stale metrics hold the current count."""
+    if sample.problem:
+        return _hold(fleet, scaling, f"holding at {fleet.spec_replicas}: {sample.problem}", history)
+    if sample.running is None or sample.waiting is None:
+        return _hold(fleet, scaling, f"holding at {fleet.spec_replicas}: no queue metrics", history)
+
+    in_flight = sample.running + sample.waiting
+    gpu_idle = (
+        sample.gpu_utilization_percent is None
+        or sample.gpu_utilization_percent < IDLE_GPU_UTILIZATION_PERCENT
+    )
+    last_traffic = now if in_flight > 0 or not gpu_idle else history.last_traffic
+    if last_traffic is None:
+        last_traffic = now
+
+    demand, signal = load_demand(sample, fleet, scaling)
+    relaxed_demand, _ = load_demand(sample, fleet, scaling, SCALE_DOWN_BATCH_FRACTION)
+    raw = _clamp(demand + scaling.warm_replicas, scaling)
+    relaxed = _clamp(relaxed_demand + scaling.warm_replicas, scaling)
+    idle_for = now - last_traffic
+    if (
+        scaling.min_replicas == 0
+        and in_flight == 0
+        and idle_for >= scaling.scale_to_zero_after_seconds
+    ):
+        raw = relaxed = 0
+        signal = f"no traffic for {idle_for:.0f}s"
+    elif raw == 0:
+        raw = relaxed = _clamp(1, scaling)
+
+    window_start = now - scaling.scale_down_delay_seconds
+    recommendations = tuple(item for item in history.recommendations if item[0] > window_start)
+    recommendations += ((now, raw, relaxed),)
+    history = replace(history, recommendations=recommendations, last_traffic=last_traffic)
+    metrics = _metrics_used(sample)
+    current = fleet.spec_replicas
+
+    def decision(desired: int, reason: str, next_history: History = history) -> Decision:
+        return Decision(desired, demand, scaling.warm_replicas, reason, metrics, next_history)
+
+    if raw > current:
+        if sample.reporting_pods < fleet.ready_replicas:
+            signal += f" (metrics from {sample.reporting_pods}/{fleet.ready_replicas} pods)"
+        up_window = now - scaling.scale_up_delay_seconds
+        sustained = min(up for t, up, _ in recommendations if t >= up_window)
+        if sustained <= current:
+            return decision(current, f"{signal}: waiting {scaling.scale_up_delay_seconds}s")
+        if raw - current <= TOLERANCE * current:
+            return decision(current, f"{signal}: within {TOLERANCE:.0%} of {current}")
+        step = max(MAX_SCALE_UP_STEP, current)
+        desired = min(sustained, current + step)
+        coming = fleet.existing_replicas - fleet.ready_replicas
+        reason = f"{signal}: need {demand} + {scaling.warm_replicas} warm"
+        if coming > 0:
+            reason += f", {coming} still loading"
+        return decision(desired, f"scale up to {desired}; {reason}")
+
+    if relaxed < current:
+        if sample.reporting_pods < fleet.ready_replicas:
+            return decision(
+                current,
+                f"holding at {current}: metrics from only "
+                f"{sample.reporting_pods}/{fleet.ready_replicas} ready pods",
+            )
+        if fleet.existing_replicas > fleet.ready_replicas:
+            return decision(current, f"holding at {current}: replicas still loading")
+        stabilized = max(down for _, _, down in recommendations)
+        if stabilized >= current:
+            return decision(
+                current,
+                f"{signal}: {raw} would do, keeping {current} for "
+                f"{scaling.scale_down_delay_seconds}s of lower demand",
+            )
+        if (
+            history.last_scale_down is not None
+            and now - history.last_scale_down < scaling.scale_down_delay_seconds / 4
+        ):
+            return decision(current, f"{signal}: pausing between scale-downs")
+        desired = current - 1 if stabilized > 0 else 0
+        return decision(
+            desired,
+            f"scale down to {desired}; {signal}: need {relaxed_demand} + "
+            f"{scaling.warm_replicas} warm",
+            replace(history, last_scale_down=now),
+        )
+    return decision(
+        current, f"steady at {current}; {signal}: need {demand} + {scaling.warm_replicas} warm"
+    )
+
+
+def no_metrics(now: float, problem: str) -> MetricsSample:
+    """A sample that carries only why metrics could not be read."""
+    return MetricsSample(now, None, None, None, None, 0, problem)
+
+
+def merge_samples(samples: Sequence[MetricsSample], now: float) -> MetricsSample:
+    """Sum per-pod samples into one fleet sample (means for the ratio signals)."""
+    usable = [sample for sample in samples if not sample.problem]
+    if not usable:
+        problems = "; ".join(sample.problem for sample in samples) or "no pods to read"
+        return no_metrics(now, problems)
+
+    def total(values: list[float | None]) -> float | None:
+        present = [value for value in values if value is not None]
+        return sum(present) if present else None
+
+    def mean(values: list[float | None]) -> float | None:
+        present = [value for value in values if value is not None]
+        return sum(present) / len(present) if present else None
+
+    return MetricsSample(
+        time=now,
+        waiting=total([s.waiting for s in usable]),
+        running=total([s.running for s in usable]),
+        kv_cache_usage=mean([s.kv_cache_usage for s in usable]),
+        gpu_utilization_percent=mean([s.gpu_utilization_percent for s in usable]),
+        reporting_pods=sum(s.reporting_pods for s in usable),
+    )
