@@ -21,7 +21,8 @@ if [[ -f $STATE/operator.pid ]] && kill -0 "$(cat "$STATE/operator.pid")" 2>/dev
   kill "$(cat "$STATE/operator.pid")"
   while kill -0 "$(cat "$STATE/operator.pid")" 2>/dev/null; do sleep 0.2; done
 fi
-nohup vlm-operator run --all-namespaces --standalone --metrics-address 127.0.0.1 \
+# KWOK pods have fake addresses: the operator must not try to scrape them.
+VLM_OPERATOR_SCRAPE_PODS=false nohup vlm-operator run --all-namespaces --standalone --metrics-address 127.0.0.1 \
   >"$STATE/operator.log" 2>&1 &
 echo $! >"$STATE/operator.pid"
 

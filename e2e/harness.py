@@ -172,11 +172,15 @@ class OperatorProcess:
 
 
 def operator_environment(**overrides: str) -> dict[str, str]:
-    """The environment of a test operator: the test cluster, fast resyncs, no pod scraping."""
+    """The environment of a test operator: the test cluster, fast resyncs, no pod scraping.
+
+    KWOK pod IPs are fake private addresses; the operator must never connect to them."""
     env = dict(os.environ)
     env.update(
         {
             "VLM_OPERATOR_RESYNC_SECONDS": "3",
+            "VLM_OPERATOR_AUTOSCALE_SECONDS": "2",
+            "VLM_OPERATOR_SCRAPE_PODS": "false",
             "PYTHONPATH": str(REPO_ROOT / "operator"),
         }
     )

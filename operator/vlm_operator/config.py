@@ -36,6 +36,13 @@ class OperatorConfig(BaseModel):
     resync_seconds: Annotated[float, Field(gt=0)] = 30.0
     """How often every VisionModel is reconciled even without events, to repair drift."""
 
+    autoscale_seconds: Annotated[float, Field(gt=0)] = 15.0
+    """How often the operator's autoscaler evaluates each VisionModel with driver operator."""
+
+    scrape_pods: bool = True
+    """Whether the pods metrics source may connect to pod IPs. Off where pod IPs are not
+    routable from the operator (a simulated cluster); such VisionModels then hold."""
+
     @classmethod
     def from_environment(cls) -> OperatorConfig:
         """Build the configuration from VLM_OPERATOR_<FIELD> variables; unset ones keep defaults."""

@@ -19,6 +19,11 @@ from vlm_operator.catalog.gpus import gpu_offers_from_nodes
 from vlm_operator.config import OperatorConfig
 from vlm_operator.k8s.cluster import Cluster
 from vlm_operator.reconcile.status import Event, Observed, compute_status, status_changed
+from vlm_operator.render.autoscaling import (
+    KEDA_CRD,
+    render_horizontal_pod_autoscaler,
+    render_scaled_object,
+)
 from vlm_operator.render.labels import selector_string
 from vlm_operator.render.workload import RenderInput, render_children
 from vlm_operator.sizing import plan_visionmodel
@@ -93,6 +98,38 @@ def _architecture_config(
     return parsed
 
 
+def _owned_by(body: Mapping[str, Any] | None, uid: str) -> bool:
+    references = (body or {}).get("metadata", {}).get("ownerReferences", [])
+    return any(reference.get("uid") == uid for reference in references)
+
+
+def _apply_scaling_driver(cluster: Cluster, source: RenderInput) -> tuple[str, str] | None:
+    """Keep exactly one writer of spec.replicas: apply the chosen driver's object, delete the
+    other's. Returns a (reason, message) blocker when the chosen driver is not installed."""
+    scaling = source.spec.scaling
+    driver = scaling.driver if scaling is not None else None
+    keda_installed = cluster.has_crd(KEDA_CRD)
+    blocker = None
+    if driver == "keda":
+        if keda_installed:
+            cluster.apply(render_scaled_object(source))
+        else:
+            blocker = (
+                Reason.AUTOSCALER_UNAVAILABLE,
+                "spec.scaling.driver is keda, but KEDA's ScaledObject kind "
+                f"({KEDA_CRD}) is not installed; replicas stay as spec.replicas says.",
+            )
+    elif driver == "hpa":
+        cluster.apply(render_horizontal_pod_autoscaler(source))
+    stale = [("autoscaling/v2", "HorizontalPodAutoscaler")] if driver != "hpa" else []
+    if driver != "keda" and keda_installed:
+        stale.append(("keda.sh/v1alpha1", "ScaledObject"))
+    for api_version, kind in stale:
+        if _owned_by(cluster.get(api_version, kind, source.namespace, source.name), source.uid):
+            cluster.delete(api_version, kind, source.namespace, source.name)
+    return blocker
+
+
 def reconcile(
     cluster: Cluster,
     config: OperatorConfig,
@@ -132,6 +169,7 @@ def _reconcile_locked(
     service_port = int(raw_spec.get("service", {}).get("port", 8000))
 
     stall_reason: str | None
+    blocker: tuple[str, str] | None = None
     try:
         spec = VisionModelSpec.model_validate(raw_spec)
         architecture_config = _architecture_config(cluster, namespace, spec)
@@ -147,6 +185,7 @@ def _reconcile_locked(
             source = RenderInput(name, namespace, body["metadata"]["uid"], spec, plan, config)
             for child in render_children(source, pod_monitor=cluster.has_crd(POD_MONITOR_CRD)):
                 cluster.apply(child)
+            blocker = _apply_scaling_driver(cluster, source)
 
     deployment = cluster.get("apps/v1", "Deployment", namespace, name)
     ready = int((deployment or {}).get("status", {}).get("readyReplicas", 0))
@@ -163,6 +202,7 @@ def _reconcile_locked(
         service_port=service_port,
         plan=plan,
         stall_reason=stall_reason,
+        blocker=blocker,
         observed=Observed(deployment, unschedulable),
         previous_status=previous_status,
         now=utc_now(),

@@ -57,4 +57,4 @@ class Reason(StrEnum):
     SCALED_UP = "ScaledUp"
     SCALED_DOWN = "ScaledDown"
     SCALING_HELD = "ScalingHeld"
-    APPLY_FAILED = "ApplyFailed"
+    AUTOSCALER_UNAVAILABLE = "AutoscalerUnavailable"

@@ -270,6 +270,11 @@ class ScalingSpec(ApiModel):
                     "warmReplicas must be less than or equal to maxReplicas",
                     ".warmReplicas",
                 ),
+                cel(
+                    "self.driver == 'operator' || has(self.metricsSource.prometheus)",
+                    "the keda and hpa drivers read Prometheus: set metricsSource.prometheus",
+                    ".metricsSource",
+                ),
             ]
         }
     )
@@ -302,7 +307,16 @@ class ScalingSpec(ApiModel):
     """With minReplicas 0: scale to zero after this long without any request."""
 
     driver: ScalingDriver = "operator"
-    """Who writes spec.replicas: the operator's own loop, a KEDA ScaledObject, or an HPA."""
+    """Who writes spec.replicas: the operator's own loop, a KEDA ScaledObject, or an HPA.
+    keda and hpa need metricsSource.prometheus."""
+
+    @model_validator(mode="after")
+    def _external_drivers_read_prometheus(self) -> Self:
+        if self.driver != "operator" and self.metrics_source.prometheus is None:
+            raise ValueError(
+                "the keda and hpa drivers read Prometheus: set metricsSource.prometheus"
+            )
+        return self
 
     @field_validator("max_replicas")
     @classmethod

@@ -106,7 +106,7 @@ def _metrics_used(sample: MetricsSample) -> dict[str, float]:
         "kvCacheUsage": sample.kv_cache_usage,
         "gpuUtilizationPercent": sample.gpu_utilization_percent,
     }
-    return {name: round(value, 3) for name, value in values.items() if value is not None}
+    return {name: round(value, 2) for name, value in values.items() if value is not None}
 
 
 def load_demand(

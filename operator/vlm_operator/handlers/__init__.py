@@ -1,5 +1,5 @@
 """The kopf layer: importing this package registers every handler."""
 
-from vlm_operator.handlers import visionmodel
+from vlm_operator.handlers import autoscaling, visionmodel
 
-__all__ = ["visionmodel"]
+__all__ = ["autoscaling", "visionmodel"]

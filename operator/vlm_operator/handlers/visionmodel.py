@@ -32,14 +32,15 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     memo["config"] = OperatorConfig.from_environment()
 
 
-def _post_event(body: Mapping[str, Any], event: Event) -> None:
+def post_event(body: Mapping[str, Any], event: Event) -> None:
+    """Post an event on the VisionModel through kopf's event queue."""
     kopf.event(cast(kopf.Body, body), type=event.type, reason=event.reason, message=event.message)
 
 
 def _reconcile(memo: Any, namespace: str | None, name: str) -> None:
     if namespace is None:
         raise kopf.PermanentError("VisionModels are namespaced; got one without a namespace")
-    reconcile(memo["cluster"], memo["config"], namespace, name, _post_event)
+    reconcile(memo["cluster"], memo["config"], namespace, name, post_event)
 
 
 @kopf.on.resume(c.GROUP, c.PLURAL)

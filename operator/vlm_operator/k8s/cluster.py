@@ -91,6 +91,17 @@ class Cluster:
             raise
         return cast(dict[str, Any], found)
 
+    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        """Delete one object of a non-core group; a missing one is fine."""
+        group, version = _split_api_version(api_version)
+        try:
+            self._objects.delete_namespaced_custom_object(
+                group, version, namespace, PLURALS[kind], name
+            )
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
     def get_visionmodel(self, namespace: str, name: str) -> dict[str, Any] | None:
         """Read one VisionModel, or None when it is gone."""
         try:
@@ -123,6 +134,18 @@ class Cluster:
                 ):
                     messages.append(str(condition.message or "unschedulable"))
         return messages
+
+    def ready_pod_addresses(self, namespace: str, selector: str) -> dict[str, str]:
+        """Pod name to IP of the selected pods that are Ready."""
+        pods = self._core.list_namespaced_pod(namespace, label_selector=selector)
+        addresses = {}
+        for pod in pods.items:
+            status = pod.status
+            if status is None or not status.pod_ip or pod.metadata is None:
+                continue
+            if any(c.type == "Ready" and c.status == "True" for c in status.conditions or []):
+                addresses[str(pod.metadata.name)] = str(status.pod_ip)
+        return addresses
 
     def read_config_map_key(self, namespace: str, name: str, key: str) -> str | None:
         """One key of a ConfigMap, or None when the ConfigMap or the key is missing."""

@@ -84,8 +84,12 @@ def judge(
     plan: PlanStatus,
     stall_reason: str | None,
     observed: Observed,
+    blocker: tuple[str, str] | None = None,
 ) -> Verdict:
-    """Decide Ready, Reconciling and Stalled from the plan and the observed Deployment."""
+    """Decide Ready, Reconciling and Stalled from the plan and the observed Deployment.
+
+    A blocker is a problem outside the plan (such as a missing autoscaler) that needs the
+    user even though the workload itself was applied."""
     deployment = observed.deployment
     replicas, ready, updated = _deployment_counts(deployment)
     if stall_reason is not None:
@@ -95,6 +99,8 @@ def judge(
             else ""
         )
         return Verdict(False, stall_reason, plan.reason + kept, stalled=True)
+    if blocker is not None:
+        return Verdict(False, blocker[0], blocker[1], stalled=True)
     if deployment is None:
         return Verdict(False, Reason.MODEL_LOADING, "Creating the vLLM Deployment.", True)
     deadline = _deadline_exceeded(deployment)
@@ -235,6 +241,7 @@ def compute_status(
     observed: Observed,
     previous_status: Mapping[str, Any],
     now: str,
+    blocker: tuple[str, str] | None = None,
 ) -> Outcome:
     """The status the reconciler owns (everything but autoscaling), and the events to post."""
     verdict = judge(
@@ -242,6 +249,7 @@ def compute_status(
         plan=plan,
         stall_reason=stall_reason,
         observed=observed,
+        blocker=blocker,
     )
     replicas, ready, _ = _deployment_counts(observed.deployment)
     status = {
@@ -256,7 +264,16 @@ def compute_status(
         "plan": plan.model_dump(by_alias=True, mode="json"),
     }
     events = plan_events(previous_status.get("plan"), plan, stall_reason)
+    if blocker is not None and _stalled_reason(previous_status) != blocker[0]:
+        events.append(Event("Warning", blocker[0], blocker[1]))
     return Outcome(status, events)
+
+
+def _stalled_reason(status: Mapping[str, Any]) -> str | None:
+    for condition in status.get("conditions", []):
+        if condition.get("type") == ConditionType.STALLED and condition.get("status") == "True":
+            return str(condition.get("reason"))
+    return None
 
 
 def status_changed(current: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:

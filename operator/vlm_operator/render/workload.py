@@ -10,7 +10,12 @@ from vlm_operator.api import constants as c
 from vlm_operator.api.v1alpha1 import PlanStatus, VisionModelSpec
 from vlm_operator.catalog.engine import SERVE_PORT
 from vlm_operator.config import OperatorConfig
-from vlm_operator.render.labels import common_labels, owner_reference, selector_labels
+from vlm_operator.render.labels import (
+    VISIONMODEL_LABEL,
+    common_labels,
+    owner_reference,
+    selector_labels,
+)
 
 CACHE_MOUNT_PATH = "/models"
 PROBE_PERIOD_SECONDS = 10
@@ -29,7 +34,8 @@ class RenderInput:
     config: OperatorConfig
 
 
-def _metadata(source: RenderInput) -> dict[str, Any]:
+def child_metadata(source: RenderInput) -> dict[str, Any]:
+    """Name, namespace, labels and the controller owner reference of a child object."""
     return {
         "name": source.name,
         "namespace": source.namespace,
@@ -144,7 +150,7 @@ def render_deployment(source: RenderInput) -> dict[str, Any]:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _metadata(source),
+        "metadata": child_metadata(source),
         "spec": {
             "replicas": spec.replicas,
             "selector": {"matchLabels": selector_labels(source.name)},
@@ -166,7 +172,7 @@ def render_service(source: RenderInput) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _metadata(source),
+        "metadata": child_metadata(source),
         "spec": {
             "type": source.spec.service.type,
             "selector": selector_labels(source.name),
@@ -187,7 +193,7 @@ def render_disruption_budget(source: RenderInput) -> dict[str, Any]:
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
-        "metadata": _metadata(source),
+        "metadata": child_metadata(source),
         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(source.name)}},
     }
 
@@ -197,10 +203,13 @@ def render_pod_monitor(source: RenderInput) -> dict[str, Any]:
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PodMonitor",
-        "metadata": _metadata(source),
+        "metadata": child_metadata(source),
         "spec": {
             "selector": {"matchLabels": selector_labels(source.name)},
             "podMetricsEndpoints": [{"port": "http", "path": "/metrics"}],
+            # Becomes the Prometheus label vlm_operator_io_visionmodel, which the HPA driver's
+            # external metric selects on.
+            "podTargetLabels": [VISIONMODEL_LABEL],
         },
     }
 

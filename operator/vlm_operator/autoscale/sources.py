@@ -1,0 +1,169 @@
+"""Metric sources: the Prometheus HTTP API, or the vLLM pods' own /metrics. Both do I/O.
+
+Every source answers with a MetricsSample; when data is missing or stale the sample carries a
+`problem` instead of numbers, and the policy holds.
+
+PromQL, for VisionModel `NAME` in namespace `NS` (its pods are named NAME-<hash>-<suffix>):
+
+    sum(vllm:num_requests_waiting{namespace="NS",pod=~"NAME-[a-z0-9]+-[a-z0-9]+"})
+    sum(vllm:num_requests_running{...same selector...})
+    avg(vllm:kv_cache_usage_perc{...})
+    avg(DCGM_FI_DEV_GPU_UTIL{...})
+    count(vllm:num_requests_running{...})              pods reporting
+    min(timestamp(vllm:num_requests_running{...}))     oldest sample, for staleness
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from vlm_operator.autoscale.policy import MetricsSample, merge_samples, no_metrics
+
+WAITING = "vllm:num_requests_waiting"
+RUNNING = "vllm:num_requests_running"
+KV_CACHE_USAGE = "vllm:kv_cache_usage_perc"
+GPU_UTILIZATION = "DCGM_FI_DEV_GPU_UTIL"
+
+STALE_AFTER_SECONDS = 60.0
+"""Samples older than this are stale: the pods stopped reporting or scraping stopped."""
+
+Fetch = Callable[[str, float], bytes]
+
+
+def http_get(url: str, timeout: float) -> bytes:
+    """GET a URL and return the body; raises OSError on any failure."""
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        body: bytes = response.read()
+        return body
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """Which pods belong to one VisionModel."""
+
+    namespace: str
+    name: str
+
+    def selector(self) -> str:
+        """The PromQL label matchers of the VisionModel's pods."""
+        pods = f"{re.escape(self.name)}-[a-z0-9]+-[a-z0-9]+"
+        return f'namespace="{self.namespace}",pod=~"{pods}"'
+
+
+class MetricSource(Protocol):
+    """Anything that can sample a fleet's serving metrics."""
+
+    def read(self, fleet: Fleet, now: float) -> MetricsSample:
+        """The fleet's current metrics, or a sample whose problem says why there are none."""
+        ...
+
+
+class PrometheusSource:
+    """Instant queries against the Prometheus HTTP API."""
+
+    def __init__(self, url: str, timeout: float = 5.0, fetch: Fetch = http_get) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self._fetch = fetch
+
+    def _query(self, promql: str, now: float) -> float | None:
+        query = urllib.parse.urlencode({"query": promql, "time": f"{now:.3f}"})
+        body = json.loads(self._fetch(f"{self.url}/api/v1/query?{query}", self.timeout))
+        if body.get("status") != "success":
+            raise ValueError(body.get("error", "query failed"))
+        result = body["data"]["result"]
+        if not result:
+            return None
+        return float(result[0]["value"][1])
+
+    def read(self, fleet: Fleet, now: float) -> MetricsSample:
+        """Sample the fleet through Prometheus."""
+        selector = fleet.selector()
+        try:
+            newest_oldest = self._query(f"min(timestamp({RUNNING}{{{selector}}}))", now)
+            if newest_oldest is None:
+                return no_metrics(now, f"Prometheus has no {RUNNING} series for the pods")
+            age = now - newest_oldest
+            if age > STALE_AFTER_SECONDS:
+                return no_metrics(now, f"metrics in Prometheus are stale ({age:.0f}s old)")
+            pods = self._query(f"count({RUNNING}{{{selector}}})", now)
+            return MetricsSample(
+                time=now,
+                waiting=self._query(f"sum({WAITING}{{{selector}}})", now),
+                running=self._query(f"sum({RUNNING}{{{selector}}})", now),
+                kv_cache_usage=self._query(f"avg({KV_CACHE_USAGE}{{{selector}}})", now),
+                gpu_utilization_percent=self._query(f"avg({GPU_UTILIZATION}{{{selector}}})", now),
+                reporting_pods=int(pods or 0),
+            )
+        except (OSError, ValueError, KeyError) as error:
+            return no_metrics(now, f"Prometheus at {self.url} is unavailable: {error}")
+
+
+def parse_vllm_metrics(text: str) -> dict[str, float]:
+    """The scaling gauges of one /metrics page, summed over model_name labels."""
+    values: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in (WAITING, RUNNING, KV_CACHE_USAGE, GPU_UTILIZATION):
+                values[sample.name] = values.get(sample.name, 0.0) + float(sample.value)
+    return values
+
+
+class PodScrapeSource:
+    """Scrape each ready pod's /metrics directly, for clusters without Prometheus."""
+
+    def __init__(
+        self,
+        endpoints: Mapping[str, str],
+        timeout: float = 3.0,
+        fetch: Fetch = http_get,
+    ) -> None:
+        """endpoints maps each ready pod's name to its metrics URL."""
+        self.endpoints = dict(endpoints)
+        self.timeout = timeout
+        self._fetch = fetch
+
+    def _read_pod(self, pod: str, url: str, now: float) -> MetricsSample:
+        try:
+            values = parse_vllm_metrics(self._fetch(url, self.timeout).decode())
+        except (OSError, ValueError) as error:
+            return no_metrics(now, f"pod {pod}: {error}")
+        if RUNNING not in values or WAITING not in values:
+            return no_metrics(now, f"pod {pod} exposes no vLLM queue metrics")
+        return MetricsSample(
+            time=now,
+            waiting=values[WAITING],
+            running=values[RUNNING],
+            kv_cache_usage=values.get(KV_CACHE_USAGE),
+            gpu_utilization_percent=values.get(GPU_UTILIZATION),
+            reporting_pods=1,
+        )
+
+    def read(self, fleet: Fleet, now: float) -> MetricsSample:
+        """Sample every pod and add them up; unreachable pods count as not reporting."""
+        if not self.endpoints:
+            return no_metrics(now, "no ready pods to scrape")
+        samples: Sequence[MetricsSample] = [
+            self._read_pod(pod, url, now) for pod, url in sorted(self.endpoints.items())
+        ]
+        return merge_samples(samples, now)
+
+
+class DisabledSource:
+    """A source that never reads, with the reason why."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def read(self, fleet: Fleet, now: float) -> MetricsSample:
+        """Always a sample without metrics."""
+        return no_metrics(now, self.reason)
