@@ -188,8 +188,8 @@ def decide(
     elif raw == 0:
         raw = relaxed = _clamp(1, scaling)
 
-    window_start = now - scaling.scale_down_delay_seconds
-    recommendations = tuple(item for item in history.recommendations if item[0] > window_start)
+    kept_for = max(scaling.scale_down_delay_seconds, scaling.scale_up_delay_seconds)
+    recommendations = tuple(item for item in history.recommendations if item[0] >= now - kept_for)
     recommendations += ((now, raw, relaxed),)
     history = replace(history, recommendations=recommendations, last_traffic=last_traffic)
     metrics = _metrics_used(sample)
@@ -203,7 +203,8 @@ def decide(
             signal += f" (metrics from {sample.reporting_pods}/{fleet.ready_replicas} pods)"
         up_window = now - scaling.scale_up_delay_seconds
         sustained = min(up for t, up, _ in recommendations if t >= up_window)
-        if sustained <= current:
+        evidence_since = min(t for t, _, _ in recommendations)
+        if sustained <= current or evidence_since > up_window:
             return decision(current, f"{signal}: waiting {scaling.scale_up_delay_seconds}s")
         if raw - current <= TOLERANCE * current:
             return decision(current, f"{signal}: within {TOLERANCE:.0%} of {current}")
@@ -224,7 +225,8 @@ def decide(
             )
         if fleet.existing_replicas > fleet.ready_replicas:
             return decision(current, f"holding at {current}: replicas still loading")
-        stabilized = max(down for _, _, down in recommendations)
+        down_window = now - scaling.scale_down_delay_seconds
+        stabilized = max(down for t, _, down in recommendations if t >= down_window)
         if stabilized >= current:
             return decision(
                 current,

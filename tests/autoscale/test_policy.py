@@ -1,0 +1,174 @@
+"""The autoscaling policy, decision by decision."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from vlm_operator.api.v1alpha1 import ScalingSpec
+from vlm_operator.autoscale.policy import (
+    FleetState,
+    History,
+    MetricsSample,
+    decide,
+    merge_samples,
+    no_metrics,
+)
+
+SCALING = ScalingSpec(
+    min_replicas=1, max_replicas=10, warm_replicas=1, scale_down_delay_seconds=300
+)
+NOW = 10_000.0
+
+
+def sample(waiting: float = 0, running: float = 0, **extra: Any) -> MetricsSample:
+    values: dict[str, Any] = {
+        "time": NOW,
+        "waiting": float(waiting),
+        "running": float(running),
+        "kv_cache_usage": 0.1,
+        "gpu_utilization_percent": 90.0,
+        "reporting_pods": 3,
+    }
+    values.update(extra)
+    return MetricsSample(**values)
+
+
+def fleet(replicas: int = 3, ready: int | None = None, existing: int | None = None) -> FleetState:
+    ready = replicas if ready is None else ready
+    return FleetState(replicas, ready, replicas if existing is None else existing, max_num_seqs=16)
+
+
+def steady_history(replicas: int, since: float = NOW - 600) -> History:
+    return History(recommendations=((since, replicas, replicas),), last_traffic=NOW - 1)
+
+
+def test_holds_when_metrics_are_missing() -> None:
+    decision = decide(
+        no_metrics(NOW, "Prometheus is unavailable"), fleet(), SCALING, History(), NOW
+    )
+    assert decision.desired_replicas == 3
+    assert "holding at 3: Prometheus is unavailable" in decision.reason
+
+
+def test_never_scales_down_on_partial_metrics() -> None:
+    decision = decide(sample(running=2, reporting_pods=1), fleet(), SCALING, History(), NOW)
+    assert decision.desired_replicas == 3
+    assert "metrics from only 1/3" in decision.reason
+
+
+def test_scales_up_at_once_to_demand_plus_warm() -> None:
+    # 50 in flight / (16 x 0.8) per replica = 4 replicas, plus 1 warm.
+    decision = decide(sample(running=40, waiting=10), fleet(3), SCALING, History(), NOW)
+    assert decision.desired_replicas == 5
+    assert decision.demand_replicas == 4
+    assert decision.warm_replicas == 1
+    assert decision.reason.startswith("scale up to 5")
+
+
+def test_queue_backlog_adds_capacity_for_every_queued_request() -> None:
+    decision = decide(sample(running=48, waiting=60), fleet(3), SCALING, History(), NOW)
+    # 108 in flight need 9 replicas, plus 1 warm; one step adds at most 4 (or the current count).
+    assert decision.demand_replicas == 9
+    assert decision.desired_replicas == 7
+    following = decide(
+        sample(running=48, waiting=60), fleet(7), SCALING, decision.history, NOW + 15
+    )
+    assert following.desired_replicas == 10
+
+
+def test_loading_pods_count_as_coming_capacity() -> None:
+    # spec already 5, two still loading: the same demand asks for nothing more.
+    busy = sample(running=40, waiting=10, reporting_pods=3)
+    decision = decide(busy, fleet(5, ready=3, existing=5), SCALING, History(), NOW)
+    assert decision.desired_replicas == 5
+
+
+def test_scale_down_waits_for_the_window_then_steps_one_at_a_time() -> None:
+    quiet = sample(running=2, reporting_pods=6)
+    recent = History(recommendations=((NOW - 100, 6, 6),), last_traffic=NOW)
+    held = decide(quiet, fleet(6), SCALING, recent, NOW)
+    assert held.desired_replicas == 6
+    assert "keeping 6" in held.reason
+    after = decide(quiet, fleet(6), SCALING, steady_history(6), NOW)
+    assert after.desired_replicas == 5
+    paused = decide(replace(quiet, reporting_pods=5), fleet(5), SCALING, after.history, NOW + 15)
+    assert paused.desired_replicas == 5
+    assert "pausing" in paused.reason
+
+
+def test_hysteresis_band_keeps_a_noisy_load_steady() -> None:
+    # 34 in flight: 3 replicas at 80% (34/12.8) but 4 at 70% (34/11.2); with 1 warm, 4 vs 5.
+    steady = sample(running=34, reporting_pods=5)
+    decision = decide(steady, fleet(5), SCALING, steady_history(5), NOW)
+    assert decision.desired_replicas == 5
+    assert decision.reason.startswith("steady at 5")
+
+
+def test_no_scale_down_while_replicas_load() -> None:
+    decision = decide(
+        sample(running=1), fleet(4, ready=3, existing=4), SCALING, steady_history(4), NOW
+    )
+    assert decision.desired_replicas == 4
+    assert "still loading" in decision.reason
+
+
+def test_bounds_clamp_the_decision() -> None:
+    flood = decide(sample(running=400, waiting=400), fleet(8), SCALING, History(), NOW)
+    assert flood.desired_replicas == 10
+    idle = decide(
+        sample(reporting_pods=2, kv_cache_usage=0.0), fleet(2), SCALING, steady_history(2), NOW
+    )
+    assert idle.desired_replicas == 1
+
+
+def test_scale_to_zero_only_with_min_zero_after_the_idle_window() -> None:
+    to_zero = SCALING.model_copy(
+        update={"min_replicas": 0, "warm_replicas": 0, "scale_to_zero_after_seconds": 600}
+    )
+    idle = sample(gpu_utilization_percent=0.0)
+    long_idle = History(recommendations=((NOW - 700, 0, 0),), last_traffic=NOW - 700)
+    assert decide(idle, fleet(2), to_zero, long_idle, NOW).desired_replicas == 0
+    short_idle = History(recommendations=((NOW - 700, 1, 1),), last_traffic=NOW - 100)
+    assert decide(idle, fleet(2), to_zero, short_idle, NOW).desired_replicas == 1
+    kept = decide(idle, fleet(2), SCALING, long_idle, NOW)
+    assert kept.desired_replicas >= 1
+
+
+def test_gpu_utilization_alone_never_adds_replicas() -> None:
+    hot_but_idle = sample(running=1, gpu_utilization_percent=100.0)
+    decision = decide(hot_but_idle, fleet(2), SCALING, steady_history(2), NOW)
+    assert decision.desired_replicas == 2
+
+
+def test_kv_cache_pressure_adds_replicas() -> None:
+    decision = decide(sample(running=10, kv_cache_usage=0.95), fleet(3), SCALING, History(), NOW)
+    assert decision.desired_replicas == 5
+    assert "KV cache" in decision.reason
+
+
+def test_scale_up_delay_requires_sustained_demand() -> None:
+    patient = SCALING.model_copy(update={"scale_up_delay_seconds": 60})
+    burst = sample(running=40, waiting=10)
+    first = decide(burst, fleet(3), patient, History(), NOW)
+    assert first.desired_replicas == 3
+    later = decide(burst, fleet(3), patient, first.history, NOW + 61)
+    assert later.desired_replicas == 5
+
+
+@pytest.mark.parametrize(("problems", "expected_pods"), [((), 2), (("pod b: refused",), 1)])
+def test_merge_samples_adds_pods(problems: tuple[str, ...], expected_pods: int) -> None:
+    pods = [sample(waiting=1, running=3, reporting_pods=1)]
+    pods.append(
+        no_metrics(NOW, problems[0]) if problems else sample(waiting=2, running=5, reporting_pods=1)
+    )
+    merged = merge_samples(pods, NOW)
+    assert merged.reporting_pods == expected_pods
+    assert merged.problem == ""
+
+
+def test_merge_samples_without_any_pod_is_a_problem() -> None:
+    merged = merge_samples([no_metrics(NOW, "pod a: refused")], NOW)
+    assert merged.problem == "pod a: refused"

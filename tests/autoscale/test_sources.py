@@ -1,0 +1,126 @@
+"""Metric sources: the Prometheus API answers and pod /metrics pages they turn into samples."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from vlm_operator.autoscale.sources import Fetch, Fleet, PodScrapeSource, PrometheusSource
+
+NOW = 1_800_000_000.0
+FLEET = Fleet("team-a", "qwen-vl")
+
+VLLM_PAGE = """# HELP vllm:num_requests_waiting Waiting requests.
+# TYPE vllm:num_requests_waiting gauge
+vllm:num_requests_waiting{model_name="qwen"} 3.0
+# HELP vllm:num_requests_running Running requests.
+# TYPE vllm:num_requests_running gauge
+vllm:num_requests_running{model_name="qwen"} 12.0
+# HELP vllm:kv_cache_usage_perc KV cache usage.
+# TYPE vllm:kv_cache_usage_perc gauge
+vllm:kv_cache_usage_perc{model_name="qwen"} 0.25
+"""
+
+
+def prometheus_answers(values: dict[str, float | None], age: float = 5.0) -> Fetch:
+    """A fetch function playing a Prometheus whose series hold the given values."""
+
+    def fetch(url: str, timeout: float) -> bytes:
+        query = urllib.parse.parse_qs(urllib.parse.urlparse(url).query)["query"][0]
+        if query.startswith("min(timestamp("):
+            value: float | None = NOW - age
+        else:
+            value = next((v for key, v in values.items() if query.startswith(key)), None)
+        result = [] if value is None else [{"metric": {}, "value": [NOW, str(value)]}]
+        return json.dumps({"status": "success", "data": {"result": result}}).encode()
+
+    return fetch
+
+
+def test_selector_matches_the_deployment_pods_only() -> None:
+    assert FLEET.selector() == 'namespace="team-a",pod=~"qwen\\-vl-[a-z0-9]+-[a-z0-9]+"'
+
+
+def test_prometheus_sample() -> None:
+    fetch = prometheus_answers(
+        {
+            "sum(vllm:num_requests_waiting": 7,
+            "sum(vllm:num_requests_running": 30,
+            "avg(vllm:kv_cache_usage_perc": 0.4,
+            "avg(DCGM_FI_DEV_GPU_UTIL": 97,
+            "count(vllm:num_requests_running": 3,
+        }
+    )
+    sample = PrometheusSource("http://127.0.0.1:9", fetch=fetch).read(FLEET, NOW)
+    assert sample.problem == ""
+    assert (sample.waiting, sample.running, sample.reporting_pods) == (7, 30, 3)
+    assert sample.kv_cache_usage == pytest.approx(0.4)
+    assert sample.gpu_utilization_percent == 97
+
+
+def test_prometheus_stale_series_are_a_problem() -> None:
+    fetch = prometheus_answers({"sum(": 1, "count(": 1}, age=300)
+    sample = PrometheusSource("http://127.0.0.1:9", fetch=fetch).read(FLEET, NOW)
+    assert "stale (300s old)" in sample.problem
+
+
+def test_prometheus_without_series_is_a_problem() -> None:
+    def fetch(url: str, timeout: float) -> bytes:
+        return json.dumps({"status": "success", "data": {"result": []}}).encode()
+
+    sample = PrometheusSource("http://127.0.0.1:9", fetch=fetch).read(FLEET, NOW)
+    assert "no vllm:num_requests_running series" in sample.problem
+
+
+def test_unreachable_prometheus_is_a_problem() -> None:
+    sample = PrometheusSource("http://127.0.0.1:1", timeout=1).read(FLEET, NOW)
+    assert "Prometheus at http://127.0.0.1:1 is unavailable" in sample.problem
+
+
+class _MetricsPage(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = VLLM_PAGE.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        return
+
+
+@pytest.fixture
+def metrics_server() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _MetricsPage)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/metrics"
+    server.shutdown()
+    server.server_close()
+
+
+def test_pod_scrape_sums_pods(metrics_server: str) -> None:
+    source = PodScrapeSource({"qwen-vl-a-1": metrics_server, "qwen-vl-a-2": metrics_server})
+    sample = source.read(FLEET, NOW)
+    assert sample.problem == ""
+    assert (sample.waiting, sample.running, sample.reporting_pods) == (6, 24, 2)
+    assert sample.kv_cache_usage == pytest.approx(0.25)
+    assert sample.gpu_utilization_percent is None
+
+
+def test_pod_scrape_counts_unreachable_pods_as_not_reporting(metrics_server: str) -> None:
+    source = PodScrapeSource(
+        {"qwen-vl-a-1": metrics_server, "qwen-vl-a-2": "http://127.0.0.1:1/metrics"}, timeout=1
+    )
+    sample = source.read(FLEET, NOW)
+    assert sample.reporting_pods == 1
+    assert sample.running == 12
+
+
+def test_pod_scrape_without_pods_is_a_problem() -> None:
+    assert PodScrapeSource({}).read(FLEET, NOW).problem == "no ready pods to scrape"
