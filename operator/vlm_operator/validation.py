@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from pydantic.alias_generators import to_camel
 
 from vlm_operator.api.constants import API_VERSION, KIND
 from vlm_operator.api.v1alpha1 import VisionModel
@@ -28,13 +29,16 @@ class Problem:
 
 
 def field_path(location: tuple[int | str, ...]) -> str:
-    """Render a pydantic error location as a dotted field path, e.g. spec.engine.env[0].name."""
+    """Render a pydantic error location as a dotted field path, e.g. spec.engine.env[0].name.
+
+    Defaults are validated under their Python names, so every name is put in its wire form."""
     path = ""
     for part in location:
         if isinstance(part, int):
             path += f"[{part}]"
         else:
-            path += f".{part}" if path else str(part)
+            name = to_camel(part)
+            path += f".{name}" if path else name
     return path or "<document>"
 
 

@@ -294,8 +294,24 @@ class ScalingSpec(ApiModel):
     gpu_utilization_target_percent: Annotated[Int32, Field(ge=1, le=100)] = 80
     """GPU utilization, in percent, that the autoscaler aims for."""
 
-    metrics_source: MetricsSource = MetricsSource(pods=PodsSource())
+    driver: ScalingDriver = "operator"
+    """Who writes spec.replicas: the operator's own loop, a KEDA ScaledObject, or an HPA.
+    keda and hpa need metricsSource.prometheus."""
+
+    metrics_source: Annotated[MetricsSource, Field(validate_default=True)] = MetricsSource(
+        pods=PodsSource()
+    )
     """Where metrics come from."""
+
+    @field_validator("metrics_source")
+    @classmethod
+    def _external_drivers_read_prometheus(
+        cls, metrics_source: MetricsSource, info: ValidationInfo
+    ) -> MetricsSource:
+        driver = info.data.get("driver", "operator")
+        if driver != "operator" and metrics_source.prometheus is None:
+            raise ValueError(f"the {driver} driver reads Prometheus: set metricsSource.prometheus")
+        return metrics_source
 
     scale_up_delay_seconds: Annotated[Int32, Field(ge=0, le=3600)] = 0
     """How long demand must stay above capacity before scaling up."""
@@ -305,18 +321,6 @@ class ScalingSpec(ApiModel):
 
     scale_to_zero_after_seconds: Annotated[Int32, Field(ge=60, le=604800)] = 1800
     """With minReplicas 0: scale to zero after this long without any request."""
-
-    driver: ScalingDriver = "operator"
-    """Who writes spec.replicas: the operator's own loop, a KEDA ScaledObject, or an HPA.
-    keda and hpa need metricsSource.prometheus."""
-
-    @model_validator(mode="after")
-    def _external_drivers_read_prometheus(self) -> Self:
-        if self.driver != "operator" and self.metrics_source.prometheus is None:
-            raise ValueError(
-                "the keda and hpa drivers read Prometheus: set metricsSource.prometheus"
-            )
-        return self
 
     @field_validator("max_replicas")
     @classmethod
