@@ -11,66 +11,20 @@ from typing import Any
 import pytest
 import yaml
 
-from harness import OperatorProcess, apply_manifest, get_object, kubectl, list_objects, wait_for
+from harness import (
+    OperatorProcess,
+    apply_manifest,
+    condition,
+    get_object,
+    kubectl,
+    list_objects,
+    visionmodel,
+    wait_condition,
+    wait_for,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.e2e
-
-QWEN_7B = {
-    "apiVersion": "vlm-operator.io/v1alpha1",
-    "kind": "VisionModel",
-    "metadata": {"name": "qwen-vl"},
-    "spec": {
-        "model": {"id": "Qwen/Qwen2.5-VL-7B-Instruct"},
-        "workload": {
-            "maxImagesPerRequest": 4,
-            "maxImageSize": {"width": 1280, "height": 1280},
-            "concurrency": 16,
-        },
-        "hardware": {"gpuProduct": "auto", "maxGpusPerReplica": 2},
-        "replicas": 1,
-    },
-}
-
-
-def visionmodel(namespace: str, name: str = "qwen-vl", **spec: Any) -> dict[str, Any]:
-    manifest = json.loads(json.dumps(QWEN_7B))
-    manifest["metadata"] = {"name": name, "namespace": namespace}
-    manifest["spec"].update(spec)
-    return manifest
-
-
-def condition(body: dict[str, Any] | None, kind: str) -> dict[str, Any]:
-    for item in (body or {}).get("status", {}).get("conditions", []):
-        if item["type"] == kind:
-            return dict(item)
-    return {}
-
-
-def wait_ready(namespace: str, name: str = "qwen-vl", timeout: float = 120) -> dict[str, Any]:
-    def ready() -> dict[str, Any] | None:
-        body = get_object("visionmodel", name, namespace)
-        if (
-            body
-            and body.get("status", {}).get("observedGeneration") == body["metadata"]["generation"]
-            and condition(body, "Ready").get("status") == "True"
-        ):
-            return body
-        return None
-
-    return wait_for(ready, timeout, f"VisionModel {namespace}/{name} Ready")
-
-
-def wait_condition(
-    namespace: str, kind: str, reason: str, name: str = "qwen-vl", timeout: float = 90
-) -> dict[str, Any]:
-    def matched() -> dict[str, Any] | None:
-        body = get_object("visionmodel", name, namespace)
-        found = condition(body, kind)
-        if found.get("status") == "True" and found.get("reason") == reason and body:
-            return body
-        return None
-
-    return wait_for(matched, timeout, f"{kind}={reason} on {namespace}/{name}")
 
 
 def vllm_container(deployment: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,15 @@
-"""Print the fake GPU Nodes of a fleet file as a Kubernetes List (JSON) for kubectl apply."""
+"""Print the fake GPU Nodes of a fleet file as a Kubernetes List (JSON) for `kubectl apply -f -`.
+
+The fleet file is JSON (or YAML, when PyYAML is importable) with a list of pools:
+
+    pools:
+    - {product: NVIDIA-L40S, nodes: 2, gpusPerNode: 4, memoryMiB: 46068,
+       computeMajor: 8, computeMinor: 9}
+
+Each node carries the labels NVIDIA's GPU feature discovery sets, `nvidia.com/gpu` in capacity
+and allocatable, and the taint GPU node pools usually have. kwok keeps the given status and marks
+the node Ready; kube-scheduler does the GPU accounting.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +18,10 @@ import re
 import sys
 from pathlib import Path
 from typing import Any
+
+POOL_KEYS = ("product", "nodes", "gpusPerNode", "memoryMiB", "computeMajor", "computeMinor")
+NODE_RESOURCES = {"cpu": "96", "memory": "1024Gi", "pods": "110", "ephemeral-storage": "2Ti"}
+GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
 
 
 def node_name(product: str, index: int) -> str:
@@ -17,12 +32,7 @@ def node_name(product: str, index: int) -> str:
 def gpu_node(pool: dict[str, Any], index: int) -> dict[str, Any]:
     """One fake node with GPU feature discovery labels, GPU capacity and the GPU taint."""
     name = node_name(pool["product"], index)
-    resources = {
-        "cpu": "96",
-        "memory": "1024Gi",
-        "pods": "110",
-        "nvidia.com/gpu": str(pool["gpusPerNode"]),
-    }
+    resources = {**NODE_RESOURCES, "nvidia.com/gpu": str(pool["gpusPerNode"])}
     return {
         "apiVersion": "v1",
         "kind": "Node",
@@ -42,16 +52,39 @@ def gpu_node(pool: dict[str, Any], index: int) -> dict[str, Any]:
                 "nvidia.com/gpu.compute.minor": str(pool["computeMinor"]),
             },
         },
-        "spec": {"taints": [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]},
+        "spec": {"taints": [GPU_TAINT]},
         "status": {"capacity": resources, "allocatable": resources},
     }
 
 
-def main(fleet_path: str) -> None:
-    fleet = json.loads(Path(fleet_path).read_text(encoding="utf-8"))
-    items = [gpu_node(pool, index) for pool in fleet["pools"] for index in range(pool["nodes"])]
-    json.dump({"apiVersion": "v1", "kind": "List", "items": items}, sys.stdout, indent=1)
+def load_fleet(path: Path) -> list[dict[str, Any]]:
+    """The pools of a fleet file, checked for the keys every pool needs."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix in (".yaml", ".yml"):
+        import yaml  # only needed for YAML fleets
+
+        fleet = yaml.safe_load(text)
+    else:
+        fleet = json.loads(text)
+    pools: list[dict[str, Any]] = fleet["pools"]
+    for number, pool in enumerate(pools):
+        missing = [key for key in POOL_KEYS if key not in pool]
+        if missing:
+            raise SystemExit(f"{path}: pool {number} lacks {', '.join(missing)}")
+    return pools
+
+
+def fleet_nodes(pools: list[dict[str, Any]]) -> dict[str, Any]:
+    """All nodes of the fleet as one List object."""
+    items = [gpu_node(pool, index) for pool in pools for index in range(pool["nodes"])]
+    return {"apiVersion": "v1", "kind": "List", "items": items}
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) != 2:
+        raise SystemExit(f"usage: {argv[0]} FLEET_FILE")
+    json.dump(fleet_nodes(load_fleet(Path(argv[1]))), sys.stdout, indent=1)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv)

