@@ -58,7 +58,13 @@ cluster-down: ## stop the demo operator and the local control plane
 
 .PHONY: help dev crds lint unit e2e test contract cluster cluster-down
 
+bench-planner: $(STAMP) ## plans per second over the catalog x GPU sweep
+	$(BIN)/python benchmarks/bench_planner.py
+
+bench-autoscale: $(STAMP) ## the fleet simulation: this policy against queue-only, GPU-only and static
+	$(BIN)/python benchmarks/bench_autoscale.py
+
 demo: $(STAMP) ## the quickstart: control plane, operator and an example VisionModel that becomes Ready
 	@bash e2e/demo.sh
 
-.PHONY: demo
+.PHONY: demo bench-planner bench-autoscale

@@ -419,6 +419,42 @@ def write_table(table: str) -> None:
     )
 
 
+def better(ours: float, theirs: float) -> bool:
+    """At least 10% lower (two zeros tie: neither is better)."""
+    return ours <= 0.9 * theirs and ours < theirs
+
+
+def no_worse(ours: float, theirs: float, slack: float) -> bool:
+    """At most 10% higher, with an absolute slack for figures near zero."""
+    return ours <= 1.1 * theirs + slack
+
+
+def verdicts(results: dict[str, Any]) -> list[str]:
+    """The policy's targets per trace: SLO met, cheaper than static peak, and against each of
+    queue-only and GPU-only at least 10% better on GPU-hours or p95 wait, no more than 10% worse
+    on the other (p95 within half a second counts as equal)."""
+    lines = []
+    for trace, result in results.items():
+        figures = result["policies"]
+        ours = figures["vlm-operator"]
+        checks = {
+            "meets the SLO": ours["p95_wait_s"] <= result["slo_p95_wait_s"],
+            "cheaper than static peak": ours["gpu_hours"] < figures["static-peak"]["gpu_hours"],
+        }
+        for rival in ("queue-only", "gpu-utilization-only"):
+            theirs = figures[rival]
+            cost_win = better(ours["gpu_hours"], theirs["gpu_hours"]) and no_worse(
+                ours["p95_wait_s"], theirs["p95_wait_s"], 0.5
+            )
+            wait_win = better(ours["p95_wait_s"], theirs["p95_wait_s"]) and no_worse(
+                ours["gpu_hours"], theirs["gpu_hours"], 0.0
+            )
+            checks[f"beats {rival}"] = cost_win or wait_win
+        for name, passed in checks.items():
+            lines.append(f"{trace}: {name}: {'yes' if passed else 'NO'}")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=7)
@@ -429,8 +465,12 @@ def main() -> None:
     RESULTS.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     table = markdown_table(results, fleet_model())
     print(table)
+    outcome = verdicts(results)
+    print("\n".join(outcome))
     if DOC.exists():
         write_table(table)
+    if any(line.endswith("NO") for line in outcome):
+        raise SystemExit("the policy misses a target; see above")
 
 
 if __name__ == "__main__":
