@@ -24,10 +24,13 @@ dev: $(STAMP) ## create .venv with the package and the dev tools
 crds: $(STAMP) ## regenerate crds/ from the API models
 	$(BIN)/vlm-operator crd > crds/vlm-operator.io_visionmodels.yaml
 
-lint: $(STAMP) ## ruff and mypy
+lint: $(STAMP) ## ruff and mypy (the package, the tests and the benchmarks)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	MYPYPATH=operator:tests $(BIN)/mypy tests
+	MYPYPATH=operator:e2e:images/vllm-sim $(BIN)/mypy e2e
+	MYPYPATH=operator $(BIN)/mypy benchmarks
 
 unit: $(STAMP) ## fast tests: no cluster
 	$(BIN)/pytest tests

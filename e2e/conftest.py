@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -100,14 +100,15 @@ def operator(namespace: str, request: pytest.FixtureRequest) -> Iterator[Operato
     process.stop()
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """On failure, attach the operator log, events and objects of the test's namespace."""
-    outcome = yield
-    report = outcome.get_result()
+    report = yield
     namespace = getattr(item, "test_namespace", None)
     if report.when != "call" or not report.failed or namespace is None:
-        return
+        return report
     sections = []
     process = getattr(item, "operator_process", None)
     if process is not None:
@@ -129,3 +130,4 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     )
     for title, body in sections:
         report.sections.append((f"e2e {title}", body))
+    return report

@@ -113,7 +113,8 @@ QWEN_7B = {
 
 
 def visionmodel(namespace: str, name: str = "qwen-vl", **spec: Any) -> dict[str, Any]:
-    manifest = json.loads(json.dumps(QWEN_7B))
+    """The Qwen2.5-VL-7B VisionModel of the tests, with top-level spec sections replaced."""
+    manifest: dict[str, Any] = json.loads(json.dumps(QWEN_7B))
     manifest["metadata"] = {"name": name, "namespace": namespace}
     manifest["spec"].update(spec)
     return manifest

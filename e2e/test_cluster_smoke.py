@@ -77,7 +77,7 @@ def test_oversized_gpu_pod_stays_pending(namespace: str) -> None:
         pod = only_pod(namespace, "sixteen-gpus")
         for condition in (pod or {}).get("status", {}).get("conditions", []):
             if condition["type"] == "PodScheduled" and condition.get("reason") == "Unschedulable":
-                return condition
+                return dict(condition)
         return None
 
     condition = wait_for(unschedulable, 60, "the 16-GPU pod to be unschedulable")

@@ -24,13 +24,13 @@ def node(
     product: str | None = "NVIDIA-L4",
     gpus: str | None = "4",
     unschedulable: bool = False,
-    **labels: str,
+    gpu_labels: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """A Node object as the API server returns it."""
     all_labels = {"kubernetes.io/hostname": "n"}
     if product is not None:
         all_labels["nvidia.com/gpu.product"] = product
-    all_labels.update({f"nvidia.com/gpu.{key}": value for key, value in labels.items()})
+    all_labels.update({f"nvidia.com/gpu.{key}": value for key, value in (gpu_labels or {}).items()})
     allocatable = {"cpu": "8"} if gpus is None else {"cpu": "8", "nvidia.com/gpu": gpus}
     return {
         "metadata": {"name": "n", "labels": all_labels},
@@ -77,6 +77,9 @@ def test_offer_of_a_catalog_alias_keeps_the_cluster_spelling() -> None:
     assert (gpu.product, gpu.memory_gib) == ("NVIDIA-A100-PCIE-40GB", 39.38)
 
 
+HOPPER_LABELS = {"compute.major": "9", "compute.minor": "0"}
+
+
 @pytest.mark.parametrize(
     ("nodes", "expected"),
     [
@@ -86,12 +89,17 @@ def test_offer_of_a_catalog_alias_keeps_the_cluster_spelling() -> None:
         ([node(product=None)], []),
         ([node(unschedulable=True)], []),
         (
-            [node(gpus="2", memory="23034"), node(gpus="8", **{"compute.major": "8"})],
+            [
+                node(gpus="2", gpu_labels={"memory": "23034"}),
+                node(gpus="8", gpu_labels={"compute.major": "8"}),
+            ],
             [GpuOffer("NVIDIA-L4", 23034, None, 8)],
         ),
         (
-            [node("NVIDIA-H100-80GB-HBM3", "8", **{"compute.major": "9", "compute.minor": "0"}),
-             node("NVIDIA-A10G", "1")],
+            [
+                node("NVIDIA-H100-80GB-HBM3", "8", gpu_labels=HOPPER_LABELS),
+                node("NVIDIA-A10G", "1"),
+            ],
             [GpuOffer("NVIDIA-A10G", None, None, 1),
              GpuOffer("NVIDIA-H100-80GB-HBM3", None, (9, 0), 8)],
         ),
