@@ -53,7 +53,7 @@ mkdir -p "$STAGING"
 started=$SECONDS
 step="preparing"
 say "Building Kubernetes v$K8S_VERSION, etcd and kwok $KWOK_VERSION from the Go module proxy"
-say "into $BIN. This happens once per version and takes 10-30 minutes on 2 cores;"
+say "into $BIN. This happens once per version and takes about 10 minutes on 2 cores;"
 say "later starts reuse the binaries and take seconds."
 # A heartbeat, so a long compile never looks like a hang.
 (
@@ -66,6 +66,7 @@ stop_heartbeat() {
   # Its sleep first (the loop then ends), so nothing keeps the caller's stderr pipe open.
   pkill -P "$heartbeat" 2>/dev/null || true
   kill "$heartbeat" 2>/dev/null || true
+  wait "$heartbeat" 2>/dev/null || true
 }
 trap 'stop_heartbeat; rm -rf "$STAGING"' EXIT
 

@@ -48,7 +48,8 @@ healthy() {
     "$KUBECTL" get --raw /readyz --request-timeout=5s >/dev/null 2>&1
 }
 
-# One start at a time per state directory (pytest and `make cluster` may race).
+# One start at a time per state directory (pytest and `make cluster` may race). The components
+# must not inherit the lock's descriptor, or they would hold it for as long as they run.
 exec 9>"$STATE/up.lock"
 if ! flock -n 9; then
   say "another start is under way in $STATE; waiting for it"
@@ -87,7 +88,7 @@ componentsPatches:
 YAML
   say "starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok"
   "$BIN/kwokctl" create cluster --name vlm --runtime binary --config "$STATE/kwokctl.yaml" \
-    --kubeconfig "$KUBECONFIG_PATH" --wait 120s >"$STATE/kwokctl.log" 2>&1 || {
+    --kubeconfig "$KUBECONFIG_PATH" --wait 120s >"$STATE/kwokctl.log" 2>&1 9>&- || {
     tail -n 20 "$STATE/kwokctl.log" >&2
     fail "kwokctl could not start the cluster; component logs are in $CLUSTER/logs"
   }
