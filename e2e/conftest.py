@@ -1,8 +1,15 @@
-"""Fixtures for end-to-end tests: one real control plane per session, a namespace per test."""
+"""Fixtures for end-to-end tests: one real control plane per session, a namespace per test, the
+operator as a subprocess, and a report of the namespace when a test fails.
+
+The control plane is reused when one is already running in the state directory (`make cluster`,
+VLM_CLUSTER_DIR, default .cluster/); otherwise the session starts it with e2e/cluster/up.sh and
+stops it at the end. VLM_KEEP_CLUSTER=1 keeps a cluster the session started.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import uuid
 from collections.abc import Generator, Iterator
@@ -11,23 +18,38 @@ from pathlib import Path
 import pytest
 
 from harness import (
+    CRD_DIR,
     KUBECTL,
     REPO_ROOT,
     OperatorProcess,
     kubectl,
     kubectl_result,
+    namespace_report,
     operator_environment,
 )
 
-CLUSTER_DIR = Path(os.environ.get("VLM_CLUSTER_DIR", REPO_ROOT / ".cluster"))
+CLUSTER_SCRIPTS = REPO_ROOT / "e2e" / "cluster"
+CLUSTER_DIR = Path(os.environ.get("VLM_CLUSTER_DIR", REPO_ROOT / ".cluster")).resolve()
 ARTIFACTS = CLUSTER_DIR / "artifacts"
+NAMESPACE_KEY = pytest.StashKey[str]()
+OPERATOR_KEY = pytest.StashKey[OperatorProcess]()
+FAILED_KEY = pytest.StashKey[bool]()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Everything under e2e/ is an end-to-end test."""
+    here = Path(__file__).parent
     for item in items:
-        if Path(str(item.fspath)).is_relative_to(Path(__file__).parent):
+        if item.path.is_relative_to(here):
             item.add_marker(pytest.mark.e2e)
+
+
+def _cluster_env() -> dict[str, str]:
+    return {
+        **os.environ,
+        "PATH": f"{Path(KUBECTL).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "VLM_CLUSTER_DIR": str(CLUSTER_DIR),
+    }
 
 
 def _cluster_running() -> bool:
@@ -43,37 +65,64 @@ def _cluster_running() -> bool:
     return probe.returncode == 0
 
 
-@pytest.fixture(scope="session")
-def cluster() -> Iterator[Path]:
-    """The local control plane: reused when running, else started and stopped with the session."""
-    started_here = not _cluster_running()
-    env = {**os.environ, "PATH": f"{Path(KUBECTL).parent}:{os.environ['PATH']}"}
-    up = subprocess.run(
-        ["bash", str(REPO_ROOT / "e2e" / "cluster" / "up.sh")],
-        capture_output=True,
+def _start_cluster(config: pytest.Config) -> Path:
+    """Run up.sh, showing its progress (a first run builds Kubernetes); return the kubeconfig."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    process = subprocess.Popen(
+        ["bash", str(CLUSTER_SCRIPTS / "up.sh")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        env=env,
-        check=False,
+        env=_cluster_env(),
     )
-    if up.returncode != 0:
-        pytest.fail(f"the local control plane did not start:\n{up.stderr}")
-    kubeconfig = up.stdout.strip().splitlines()[-1].removeprefix("export KUBECONFIG=")
+    assert process.stdout is not None
+    assert process.stderr is not None
+    progress = []
+    for line in process.stderr:
+        progress.append(line)
+        if reporter is not None and capture is not None:
+            # Straight to the terminal: a first start builds Kubernetes for about ten minutes.
+            with capture.global_and_fixture_disabled():
+                reporter.write_line(line.rstrip())
+    output = process.stdout.read()
+    if process.wait() != 0:
+        pytest.fail(f"the local control plane did not start:\n{''.join(progress)}")
+    last = output.strip().splitlines()[-1]
+    assert last.startswith("export KUBECONFIG="), f"unexpected output of up.sh: {output!r}"
+    return Path(last.removeprefix("export KUBECONFIG="))
+
+
+def _install_crds() -> None:
+    """Apply crds/*.yaml and wait until the API server serves them."""
+    files = sorted(CRD_DIR.glob("*.yaml"))
+    if not files:
+        return
+    args = [arg for path in files for arg in ("-f", str(path))]
+    applied = kubectl("apply", "--server-side", "--force-conflicts", *args, "-o", "name")
+    names = applied.stdout.split()
+    kubectl("wait", "--for=condition=Established", *names, "--timeout=60s")
+
+
+@pytest.fixture(scope="session")
+def cluster(request: pytest.FixtureRequest) -> Iterator[Path]:
+    """The local control plane's kubeconfig; KUBECONFIG points at it for the whole session."""
+    started_here = not _cluster_running()
+    kubeconfig = _start_cluster(request.config)
     previous = os.environ.get("KUBECONFIG")
-    os.environ["KUBECONFIG"] = kubeconfig
-    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO_ROOT / "crds"))
-    kubectl(
-        "wait",
-        "--for=condition=Established",
-        "crd/visionmodels.vlm-operator.io",
-        "--timeout=60s",
-    )
-    yield Path(kubeconfig)
-    if started_here:
-        subprocess.run(["bash", str(REPO_ROOT / "e2e" / "cluster" / "down.sh")], check=False)
-    if previous is None:
-        os.environ.pop("KUBECONFIG", None)
-    else:
-        os.environ["KUBECONFIG"] = previous
+    os.environ["KUBECONFIG"] = str(kubeconfig)
+    try:
+        _install_crds()
+        yield kubeconfig
+    finally:
+        if started_here and os.environ.get("VLM_KEEP_CLUSTER") != "1":
+            subprocess.run(
+                ["bash", str(CLUSTER_SCRIPTS / "down.sh")], env=_cluster_env(), check=False
+            )
+        if previous is None:
+            os.environ.pop("KUBECONFIG", None)
+        else:
+            os.environ["KUBECONFIG"] = previous
 
 
 @pytest.fixture
@@ -81,53 +130,71 @@ def namespace(cluster: Path, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh namespace, deleted after the test whatever its outcome."""
     name = f"e2e-{uuid.uuid4().hex[:8]}"
     kubectl("create", "namespace", name)
-    kubectl("wait", "--for=create", "serviceaccount/default", "-n", name, "--timeout=30s")
-    request.node.test_namespace = name
-    yield name
-    kubectl_result("delete", "namespace", name, "--wait=false")
+    request.node.stash[NAMESPACE_KEY] = name
+    try:
+        # The controller manager gives every namespace its default service account.
+        kubectl("wait", "--for=create", "serviceaccount/default", "-n", name, "--timeout=30s")
+        yield name
+    finally:
+        _delete_namespace(name)
+
+
+def _delete_namespace(name: str) -> None:
+    """Delete without waiting; objects of our CRD lose any finalizer first, since the operator
+    that would remove it has already stopped."""
+    listed = kubectl_result("get", "visionmodels", "-n", name, "-o", "name")
+    for obj in listed.stdout.split() if listed.returncode == 0 else []:
+        kubectl_result(
+            "patch", obj, "-n", name, "--type=merge", "-p", '{"metadata":{"finalizers":null}}'
+        )
+    kubectl_result("delete", "namespace", name, "--wait=false", "--ignore-not-found")
 
 
 @pytest.fixture
 def operator(namespace: str, request: pytest.FixtureRequest) -> Iterator[OperatorProcess]:
-    """The operator as a real subprocess watching the test's namespace."""
+    """The operator as a real subprocess watching the test's namespace. Its log is kept under
+    .cluster/artifacts/ when the test fails."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    process = OperatorProcess(
-        namespace, ARTIFACTS / f"operator-{namespace}.log", operator_environment()
-    )
-    request.node.operator_process = process
-    process.start()
-    yield process
-    process.stop()
+    log_path = ARTIFACTS / f"operator-{namespace}.log"
+    process = OperatorProcess(namespace, log_path, operator_environment())
+    request.node.stash[OPERATOR_KEY] = process
+    try:
+        process.start()
+        yield process
+    finally:
+        process.stop()
+        if not request.node.stash.get(FAILED_KEY, False):
+            log_path.unlink(missing_ok=True)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """On failure, attach the operator log, events and objects of the test's namespace."""
+    """On failure, attach the operator log, events and objects of the test's namespace to the
+    report and write them to .cluster/artifacts/<test>.txt."""
     report = yield
-    namespace = getattr(item, "test_namespace", None)
-    if report.when != "call" or not report.failed or namespace is None:
+    if report.when not in ("setup", "call") or not report.failed:
         return report
-    sections = []
-    process = getattr(item, "operator_process", None)
+    item.stash[FAILED_KEY] = True
+    namespace = item.stash.get(NAMESPACE_KEY, None)
+    if namespace is None:
+        return report
+    sections: list[tuple[str, str]] = []
+    process = item.stash.get(OPERATOR_KEY, None)
     if process is not None:
-        sections.append(
-            ("operator log (last 150 lines)", "\n".join(process.logs().splitlines()[-150:]))
-        )
-    for title, args in (
-        ("events", ["get", "events", "-n", namespace, "--sort-by=.lastTimestamp"]),
-        (
-            "objects",
-            ["get", "visionmodels,deployments,services,pods", "-n", namespace, "-o", "yaml"],
-        ),
-    ):
-        sections.append((title, kubectl_result(*args).stdout))
+        tail = "\n".join(process.logs().splitlines()[-200:])
+        sections.append((f"operator log (last 200 lines of {process.log_path})", tail))
+    try:
+        sections += namespace_report(namespace)
+    except (OSError, subprocess.SubprocessError) as error:
+        sections.append(("namespace report", f"could not be collected: {error}"))
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    dump = ARTIFACTS / f"{item.name}.txt"
+    dump = ARTIFACTS / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', item.nodeid)}.txt"
     dump.write_text(
         "\n\n".join(f"== {title}\n{body}" for title, body in sections), encoding="utf-8"
     )
     for title, body in sections:
         report.sections.append((f"e2e {title}", body))
+    report.sections.append(("e2e artifacts", str(dump)))
     return report

