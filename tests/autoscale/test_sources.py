@@ -43,7 +43,8 @@ def prometheus_answers(values: dict[str, float | None], age: float = 5.0) -> Fet
 
 
 def test_selector_matches_the_deployment_pods_only() -> None:
-    assert FLEET.selector() == 'namespace="team-a",pod=~"qwen\\-vl-[a-z0-9]+-[a-z0-9]+"'
+    # A PromQL string literal holds the regex: its backslashes are doubled.
+    assert FLEET.selector() == r'namespace="team-a",pod=~"qwen\\-vl-[a-z0-9]+-[a-z0-9]+"'
 
 
 def test_prometheus_sample() -> None:
@@ -53,7 +54,7 @@ def test_prometheus_sample() -> None:
             "sum(vllm:num_requests_running": 30,
             "avg(vllm:kv_cache_usage_perc": 0.4,
             "avg(DCGM_FI_DEV_GPU_UTIL": 97,
-            "count(vllm:num_requests_running": 3,
+            "count(count by (pod) (vllm:num_requests_running": 3,
         }
     )
     sample = PrometheusSource("http://127.0.0.1:9", fetch=fetch).read(FLEET, NOW)
@@ -124,3 +125,31 @@ def test_pod_scrape_counts_unreachable_pods_as_not_reporting(metrics_server: str
 
 def test_pod_scrape_without_pods_is_a_problem() -> None:
     assert PodScrapeSource({}).read(FLEET, NOW).problem == "no ready pods to scrape"
+
+
+class _RejectingPrometheus(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = json.dumps(
+            {"status": "error", "errorType": "bad_data", "error": "parse error at char 9"}
+        ).encode()
+        self.send_response(400)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        return
+
+
+def test_a_rejected_query_is_a_problem_with_prometheus_reason() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _RejectingPrometheus)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        sample = PrometheusSource(url, timeout=5).read(FLEET, NOW)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert f"Prometheus at {url} rejected a query" in sample.problem
+    assert "parse error at char 9" in sample.problem

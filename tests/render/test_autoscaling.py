@@ -41,7 +41,7 @@ def test_keda_query_is_demand_plus_warm() -> None:
     # 16 sequences per replica at 80% is 12 requests per replica.
     assert query.startswith("ceil(((sum(vllm:num_requests_running{")
     assert query.endswith(") / 12) + 2")
-    assert 'namespace="team-a",pod=~"qwen\\-vl-[a-z0-9]+-[a-z0-9]+"' in query
+    assert r'namespace="team-a",pod=~"qwen\\-vl-[a-z0-9]+-[a-z0-9]+"' in query
 
 
 def test_behaviour_is_fast_up_slow_down() -> None:

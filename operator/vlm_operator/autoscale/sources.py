@@ -3,14 +3,15 @@
 Every source answers with a MetricsSample; when data is missing or stale the sample carries a
 `problem` instead of numbers, and the policy holds.
 
-PromQL, for VisionModel `NAME` in namespace `NS` (its pods are named NAME-<hash>-<suffix>):
+PromQL, for VisionModel `NAME` in namespace `NS` (its pods are named NAME-<hash>-<suffix>; NAME is
+escaped twice, for the regular expression and for the PromQL string that holds it):
 
     sum(vllm:num_requests_waiting{namespace="NS",pod=~"NAME-[a-z0-9]+-[a-z0-9]+"})
     sum(vllm:num_requests_running{...same selector...})
     avg(vllm:kv_cache_usage_perc{...})
     avg(DCGM_FI_DEV_GPU_UTIL{...})
-    count(vllm:num_requests_running{...})              pods reporting
-    min(timestamp(vllm:num_requests_running{...}))     oldest sample, for staleness
+    count(count by (pod) (vllm:num_requests_running{...}))   pods reporting
+    min(timestamp(vllm:num_requests_running{...}))           oldest sample, for staleness
 """
 
 from __future__ import annotations
@@ -54,9 +55,12 @@ class Fleet:
     name: str
 
     def selector(self) -> str:
-        """The PromQL label matchers of the VisionModel's pods."""
-        pods = f"{re.escape(self.name)}-[a-z0-9]+-[a-z0-9]+"
-        return f'namespace="{self.namespace}",pod=~"{pods}"'
+        """The PromQL label matchers of the VisionModel's pods.
+
+        The name is escaped for the regular expression, and the backslashes again for the PromQL
+        string literal that holds it (where a lone backslash before `-` is a syntax error)."""
+        name = re.escape(self.name).replace("\\", "\\\\")
+        return f'namespace="{self.namespace}",pod=~"{name}-[a-z0-9]+-[a-z0-9]+"'
 
 
 class MetricSource(Protocol):
@@ -77,9 +81,15 @@ class PrometheusSource:
 
     def _query(self, promql: str, now: float) -> float | None:
         query = urllib.parse.urlencode({"query": promql, "time": f"{now:.3f}"})
-        body = json.loads(self._fetch(f"{self.url}/api/v1/query?{query}", self.timeout))
+        try:
+            raw = self._fetch(f"{self.url}/api/v1/query?{query}", self.timeout)
+        except urllib.error.HTTPError as error:
+            if error.code != 400:
+                raise
+            raw = error.read()  # Prometheus explains a rejected query in a JSON body
+        body = json.loads(raw)
         if body.get("status") != "success":
-            raise ValueError(body.get("error", "query failed"))
+            raise ValueError(f"{promql}: {body.get('error', 'query failed')}")
         result = body["data"]["result"]
         if not result:
             return None
@@ -95,7 +105,7 @@ class PrometheusSource:
             age = now - newest_oldest
             if age > STALE_AFTER_SECONDS:
                 return no_metrics(now, f"metrics in Prometheus are stale ({age:.0f}s old)")
-            pods = self._query(f"count({RUNNING}{{{selector}}})", now)
+            pods = self._query(f"count(count by (pod) ({RUNNING}{{{selector}}}))", now)
             return MetricsSample(
                 time=now,
                 waiting=self._query(f"sum({WAITING}{{{selector}}})", now),
@@ -104,8 +114,10 @@ class PrometheusSource:
                 gpu_utilization_percent=self._query(f"avg({GPU_UTILIZATION}{{{selector}}})", now),
                 reporting_pods=int(pods or 0),
             )
-        except (OSError, ValueError, KeyError) as error:
+        except OSError as error:
             return no_metrics(now, f"Prometheus at {self.url} is unavailable: {error}")
+        except (ValueError, KeyError) as error:
+            return no_metrics(now, f"Prometheus at {self.url} rejected a query: {error}")
 
 
 def parse_vllm_metrics(text: str) -> dict[str, float]:

@@ -1,0 +1,124 @@
+"""The autoscaler's Prometheus source and policy against a real Prometheus, without a cluster.
+
+Debian's Prometheus scrapes simulator processes on 127.0.0.1 that stand in for the two pods of
+VisionModel qwen-vl and for one pod of another model in the same namespace. The source must read
+the fleet's queue depth and GPU utilization through its PromQL (and only this fleet's), the
+policy must scale up on them, and when the pods or Prometheus go away the policy must hold.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from prometheus_harness import LoadRun, Prometheus, SimulatedPod
+from vlm_operator.api.v1alpha1 import ScalingSpec
+from vlm_operator.autoscale.policy import FleetState, History, MetricsSample, decide
+from vlm_operator.autoscale.sources import Fleet, PrometheusSource
+
+pytestmark = pytest.mark.e2e
+
+FLEET = Fleet("team-a", "qwen-vl")
+PODS = ("qwen-vl-5d9f7c6b4-abcde", "qwen-vl-5d9f7c6b4-fghij")
+OTHER_MODEL_POD = "qwen-vl-large-7c4b2d9f8-klmno"
+MAX_NUM_SEQS = 2
+SCALING = ScalingSpec(min_replicas=1, max_replicas=8, warm_replicas=1)
+TIMEOUT = 30.0
+
+
+def all_ready(replicas: int) -> FleetState:
+    """A fleet of `replicas` pods, every one ready."""
+    return FleetState(replicas, replicas, replicas, MAX_NUM_SEQS)
+
+
+def wait_for_sample(
+    source: PrometheusSource,
+    what: str,
+    accept: Callable[[MetricsSample], bool],
+    timeout: float = TIMEOUT,
+) -> MetricsSample:
+    """Read the fleet every half second until `accept(sample)` holds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        sample = source.read(FLEET, time.time())
+        if accept(sample):
+            return sample
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}; last sample: {sample}")
+        time.sleep(0.5)
+
+
+@pytest.fixture
+def simulated_fleet(tmp_path: Path) -> Iterator[list[SimulatedPod]]:
+    """qwen-vl's two pods (two sequences at a time, 20 tokens/s each), then the other model's."""
+    pods = [
+        SimulatedPod(
+            pod, FLEET.namespace, tmp_path, max_num_seqs=MAX_NUM_SEQS, decode_tokens_per_second=20
+        )
+        for pod in (*PODS, OTHER_MODEL_POD)
+    ]
+    try:
+        for pod in pods:
+            pod.start()
+        yield pods
+    finally:
+        for pod in pods:
+            pod.stop()
+
+
+def test_source_reads_queue_and_gpu_utilization_and_the_policy_holds_without_data(
+    simulated_fleet: list[SimulatedPod], tmp_path: Path
+) -> None:
+    with Prometheus(tmp_path / "prometheus") as prometheus:
+        prometheus.set_targets([target for pod in simulated_fleet for target in pod.targets()])
+        source = PrometheusSource(prometheus.url)
+        idle = wait_for_sample(
+            source,
+            "both qwen-vl pods in Prometheus",
+            lambda s: s.problem == "" and s.reporting_pods == len(PODS),
+        )
+        assert (idle.waiting, idle.running) == (0.0, 0.0)
+
+        # 10 requests of 3 s per pod, all at once: 2 run and up to 8 wait on each. The other
+        # model's pod queues too, and must not be counted.
+        loads: list[LoadRun] = [
+            pod.start_load(rate_per_second=50, duration_seconds=0.2, max_tokens=60)
+            for pod in simulated_fleet
+        ]
+        loaded = wait_for_sample(
+            source,
+            "queue depth and GPU utilization under load",
+            lambda s: (s.waiting or 0) >= 8 and (s.gpu_utilization_percent or 0) > 50,
+        )
+        assert loaded.problem == ""
+        assert loaded.running == len(PODS) * MAX_NUM_SEQS
+        assert loaded.waiting is not None
+        assert loaded.waiting <= len(PODS) * (10 - MAX_NUM_SEQS)
+        assert loaded.reporting_pods == len(PODS)
+
+        scale_up = decide(loaded, all_ready(2), SCALING, History(), time.time())
+        assert scale_up.reason.startswith("scale up"), scale_up.reason
+        assert scale_up.desired_replicas > 2
+        assert scale_up.metrics["waiting"] == loaded.waiting
+        for load in loads:
+            result = load.wait(60)
+            assert (result.succeeded, result.failed, result.dropped) == (10, 0, 0), result
+
+        # The pods go away: Prometheus marks their series stale, and the policy holds.
+        for pod in simulated_fleet:
+            pod.stop()
+        gone = wait_for_sample(source, "the series to go stale", lambda s: s.problem != "")
+        assert "no vllm:num_requests_running series" in gone.problem
+        held = decide(gone, all_ready(5), SCALING, History(), time.time())
+        assert held.desired_replicas == 5
+        assert held.reason.startswith("holding at 5"), held.reason
+
+    # Prometheus itself is gone: the policy holds too.
+    unreachable = source.read(FLEET, time.time())
+    assert f"Prometheus at {prometheus.url} is unavailable" in unreachable.problem
+    held = decide(unreachable, all_ready(5), SCALING, History(), time.time())
+    assert held.desired_replicas == 5
+    assert held.reason.startswith("holding at 5"), held.reason
