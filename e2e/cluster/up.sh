@@ -36,11 +36,14 @@ PYTHON=python3
 export KUBECONFIG=$KUBECONFIG_PATH
 [[ -f $FLEET ]] || fail "no fleet file $FLEET"
 
+# Each component's recorded process still runs its binary: not gone, not a zombie, not a reused
+# process id.
 components_alive() {
   local component pid
   for component in "${COMPONENTS[@]}"; do
     pid=$(cat "$CLUSTER/pids/$component.pid" 2>/dev/null) || return 1
-    kill -0 "$pid" 2>/dev/null || return 1
+    [[ $(ps -o stat= -p "$pid" 2>/dev/null) == [^Z]* ]] || return 1
+    [[ $(ps -o args= -p "$pid" 2>/dev/null) == "$CLUSTER/bin/$component "* ]] || return 1
   done
 }
 healthy() {
