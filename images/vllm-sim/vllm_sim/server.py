@@ -166,6 +166,8 @@ class SimulatorServer(ThreadingHTTPServer):
     """An HTTP server that knows its simulator."""
 
     daemon_threads = True
+    request_queue_size = 128
+    """The listen backlog; socketserver's default of 5 resets connections under a load test."""
 
     def __init__(
         self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], sim: Simulator
