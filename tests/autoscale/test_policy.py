@@ -172,3 +172,79 @@ def test_merge_samples_adds_pods(problems: tuple[str, ...], expected_pods: int) 
 def test_merge_samples_without_any_pod_is_a_problem() -> None:
     merged = merge_samples([no_metrics(NOW, "pod a: refused")], NOW)
     assert merged.problem == "pod a: refused"
+
+
+def test_at_zero_the_policy_says_how_to_wake_the_model() -> None:
+    to_zero = SCALING.model_copy(update={"min_replicas": 0})
+    decision = decide(no_metrics(NOW, "no ready pods to scrape"), fleet(0), to_zero, History(), NOW)
+    assert decision.desired_replicas == 0
+    assert decision.reason.startswith("holding at 0: scaled to zero")
+
+
+WIDE = {"max_replicas": 20}
+TO_ZERO = {"min_replicas": 0, "warm_replicas": 0, "scale_to_zero_after_seconds": 600}
+
+
+@pytest.mark.parametrize(
+    ("metrics", "replicas", "scaling", "history", "desired", "reason"),
+    [
+        # Missing, stale or partial data never scales.
+        (no_metrics(NOW, "stale (90s old)"), fleet(6), {}, steady_history(6), 6, "holding at 6"),
+        (sample(running=1, reporting_pods=2), fleet(6), {}, steady_history(6), 6, "holding at 6"),
+        (replace(sample(), waiting=None), fleet(6), {}, steady_history(6), 6, "holding at 6"),
+        # Demand per signal, the largest wins, plus the warm replica.
+        (sample(running=24), fleet(2), {}, History(), 3, "scale up to 3"),
+        (sample(running=8, waiting=30), fleet(2), {}, History(), 5, "scale up to 5"),
+        (sample(running=8, kv_cache_usage=0.99), fleet(2), {}, History(), 4, "scale up to 4"),
+        # The tolerance band: 10 -> 11 is within 10%.
+        (sample(running=128, reporting_pods=10), fleet(10), WIDE, History(), 10, "128 requests"),
+        (sample(running=141, reporting_pods=10), fleet(10), WIDE, History(), 13, "scale up"),
+        # Warm replicas ride on top of demand, and the bounds clamp.
+        (sample(running=13), fleet(1), {"warm_replicas": 3}, History(), 5, "need 2 + 3 warm"),
+        (sample(), fleet(3), {"warm_replicas": 0}, steady_history(3), 2, "scale down to 2"),
+        # Scale to zero needs minReplicas 0, no request in flight and idle GPUs for the window.
+        (
+            sample(gpu_utilization_percent=0.0),
+            fleet(1),
+            TO_ZERO,
+            History(recommendations=((NOW - 700, 0, 0),), last_traffic=NOW - 700),
+            0,
+            "scale down to 0",
+        ),
+        (
+            sample(gpu_utilization_percent=60.0),
+            fleet(1),
+            TO_ZERO,
+            History(recommendations=((NOW - 700, 1, 1),), last_traffic=NOW - 700),
+            1,
+            "steady at 1",
+        ),
+    ],
+    ids=[
+        "stale",
+        "partial",
+        "no-queue-metric",
+        "in-flight",
+        "backlog",
+        "kv-cache",
+        "within-tolerance",
+        "beyond-tolerance",
+        "warm-on-top",
+        "down-to-demand",
+        "to-zero",
+        "busy-gpu-blocks-zero",
+    ],
+)
+def test_decision_table(
+    metrics: MetricsSample,
+    replicas: FleetState,
+    scaling: dict[str, Any],
+    history: History,
+    desired: int,
+    reason: str,
+) -> None:
+    decision = decide(metrics, replicas, SCALING.model_copy(update=scaling), history, NOW)
+    assert decision.desired_replicas == desired, decision.reason
+    assert reason in decision.reason
+    again = decide(metrics, replicas, SCALING.model_copy(update=scaling), history, NOW)
+    assert again == decision, "the policy is a pure function"

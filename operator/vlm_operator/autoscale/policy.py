@@ -37,6 +37,8 @@ KV_USAGE_TARGET = 0.85
 IDLE_GPU_UTILIZATION_PERCENT = 5.0
 """Below this the GPUs do no work at all."""
 
+AT_ZERO = "scaled to zero, no pod reports load; set replicas or raise minReplicas to wake it"
+
 MAX_SCALE_UP_STEP = 4
 """At most this many replicas are added per decision, or the current count if larger."""
 
@@ -138,7 +140,7 @@ def load_demand(
                 f"KV cache {sample.kv_cache_usage:.0%} used",
             )
         )
-    return max(candidates)
+    return max(candidates, key=lambda candidate: candidate[0])  # ties name the first signal
 
 
 def _hold(fleet: FleetState, scaling: ScalingSpec, reason: str, history: History) -> Decision:
@@ -159,6 +161,9 @@ def decide(
     now: float,
 ) -> Decision:
     """Desired replicas for one VisionModel. Missing or stale metrics hold the current count."""
+    if sample.problem and fleet.spec_replicas == 0:
+        # No pod runs, so none reports, and no request can reach the model: nothing to read.
+        return _hold(fleet, scaling, f"holding at 0: {AT_ZERO}", history)
     if sample.problem:
         return _hold(fleet, scaling, f"holding at {fleet.spec_replicas}: {sample.problem}", history)
     if sample.running is None or sample.waiting is None:
