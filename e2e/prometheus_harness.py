@@ -144,8 +144,9 @@ class Prometheus:
     def set_targets(self, targets: Iterable[tuple[str, Mapping[str, str]]]) -> None:
         """Replace the scraped targets: `(host:port, labels)` pairs, hosts in 127.0.0.0/8.
 
-        The file is replaced atomically, so Prometheus never reads half of it; it notices the
-        change within its 1 s refresh."""
+        The file is replaced atomically, so Prometheus never reads half of it. It rereads the file
+        every second, but hands new targets to its scrape loops only every 5 s: allow about 6 s
+        before a new target's first sample."""
         groups = [
             {"targets": [_loopback_address(address)], "labels": dict(labels)}
             for address, labels in targets
