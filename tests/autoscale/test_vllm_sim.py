@@ -155,6 +155,16 @@ def test_image_parts_count_image_tokens(servers: Servers) -> None:
         "total_tokens": math.ceil(len(text) / 4) + 2 * 100 + 5,
     }
     assert answer["choices"][0]["finish_reason"] == "length"
+    status, natural = chat(api, "hello", max_tokens=None)
+    assert (status, natural["choices"][0]["finish_reason"]) == (200, "stop")
+    reasons = {
+        sample.labels["finished_reason"]: sample.value
+        for family in text_string_to_metric_families(get(f"{api}/metrics")[1].decode())
+        if family.name == "vllm:request_success"
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    }
+    assert reasons == {"length": 1.0, "stop": 1.0}
 
 
 @pytest.mark.parametrize(

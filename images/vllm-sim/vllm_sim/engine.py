@@ -58,6 +58,8 @@ class SimRequest:
     images: int
     max_tokens: int
     arrival: float
+    finish_reason: str = "length"
+    """What the response and vllm:request_success report once max_tokens are generated."""
     admitted_at: float | None = None
     first_token_at: float | None = None
     finished_at: float | None = None
@@ -107,7 +109,9 @@ class Engine:
             self._condition.notify_all()
         self._thread.join(timeout=10)
 
-    def submit(self, prompt: int, images: int, max_tokens: int) -> SimRequest:
+    def submit(
+        self, prompt: int, images: int, max_tokens: int, finish_reason: str = "length"
+    ) -> SimRequest:
         """Queue a request; raises RequestRejectedError if it could never fit."""
         if max_tokens < 1:
             raise RequestRejectedError("max_tokens must be at least 1")
@@ -122,7 +126,9 @@ class Engine:
                 f"the request needs {prompt + max_tokens} KV-cache tokens, "
                 f"more than the {self.config.kv_cache_tokens} the engine has"
             )
-        request = SimRequest(next(self._ids), prompt, images, max_tokens, self._clock())
+        request = SimRequest(
+            next(self._ids), prompt, images, max_tokens, self._clock(), finish_reason
+        )
         with self._condition:
             self._waiting.append(request)
             self._condition.notify_all()

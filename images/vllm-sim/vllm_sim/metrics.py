@@ -78,7 +78,7 @@ class VllmMetrics:
             registry=self.registry,
         ).labels(**labels)  # fmt: skip
 
-    def record(self, request: SimRequest, finished_reason: str = "length") -> None:
+    def record(self, request: SimRequest) -> None:
         """Account one finished request."""
         if (
             request.admitted_at is None
@@ -89,7 +89,7 @@ class VllmMetrics:
         self._queue_time.observe(request.admitted_at - request.arrival)
         self._time_to_first_token.observe(request.first_token_at - request.arrival)
         self._e2e_latency.observe(request.finished_at - request.arrival)
-        self._success.labels(**self._labels, finished_reason=finished_reason).inc()
+        self._success.labels(**self._labels, finished_reason=request.finish_reason).inc()
         self._prompt_tokens.inc(request.prompt_tokens)
         self._generation_tokens.inc(request.generated)
 

@@ -138,8 +138,10 @@ class Simulator:
         prompt = prompt_tokens(
             chat.text_characters, chat.images, self.engine.config.tokens_per_image
         )
+        # Without max_tokens the answer ends by itself after the default length.
         output = chat.max_tokens or self.default_output_tokens
-        request = self.engine.submit(prompt, chat.images, output)
+        finish_reason = "length" if chat.max_tokens else "stop"
+        request = self.engine.submit(prompt, chat.images, output, finish_reason)
         if not request.done.wait(REQUEST_TIMEOUT_SECONDS):
             raise TimeoutError(f"request {request.request_id} did not finish")
         return {
@@ -151,7 +153,7 @@ class Simulator:
                 {
                     "index": 0,
                     "message": {"role": "assistant", "content": " ".join(["sim"] * output)},
-                    "finish_reason": "length" if chat.max_tokens else "stop",
+                    "finish_reason": request.finish_reason,
                 }
             ],
             "usage": {
