@@ -9,7 +9,7 @@ export PATH="$ROOT/.venv/bin:$PATH"
 
 say() { printf '\n==> %s\n' "$*" >&2; }
 
-say "Starting the local control plane (the first run builds Kubernetes from source: 10-30 minutes)"
+say "Starting the local control plane (the first run builds Kubernetes from source: about 10 minutes)"
 eval "$(bash e2e/cluster/up.sh)"
 
 say "Installing the VisionModel CRD"
