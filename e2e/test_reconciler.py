@@ -284,3 +284,19 @@ def test_pod_monitor_when_the_prometheus_operator_is_installed(
     )
     assert monitor["spec"]["podMetricsEndpoints"] == [{"port": "http", "path": "/metrics"}]
     assert monitor["metadata"]["ownerReferences"][0]["kind"] == "VisionModel"
+
+
+def test_unknown_model_and_missing_config_map_stall_with_reasons(
+    namespace: str, operator: OperatorProcess
+) -> None:
+    apply_manifest(visionmodel(namespace, "unknown", model={"id": "example/not-a-catalog-model"}))
+    body = wait_condition(namespace, "Stalled", "UnsupportedModel", name="unknown")
+    assert "example/not-a-catalog-model" in condition(body, "Stalled")["message"]
+    missing = {"id": "example/custom-vlm", "architecture": {"configMapRef": {"name": "absent"}}}
+    apply_manifest(visionmodel(namespace, "custom", model=missing))
+    body = wait_condition(namespace, "Stalled", "InvalidSpec", name="custom")
+    assert (
+        "configMapRef: ConfigMap absent has no key config.json"
+        in condition(body, "Stalled")["message"]
+    )
+    assert get_object("deployment", "custom", namespace) is None

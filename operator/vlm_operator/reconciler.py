@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from vlm_operator import metrics
 from vlm_operator.api.constants import Reason
-from vlm_operator.api.v1alpha1 import MemoryBreakdown, PlanStatus, VisionModelSpec
+from vlm_operator.api.v1alpha1 import VisionModelSpec
 from vlm_operator.catalog.gpus import gpu_offers_from_nodes
 from vlm_operator.config import OperatorConfig
 from vlm_operator.k8s.cluster import Cluster
@@ -26,7 +26,7 @@ from vlm_operator.render.autoscaling import (
 )
 from vlm_operator.render.labels import selector_string
 from vlm_operator.render.workload import RenderInput, render_children
-from vlm_operator.sizing import plan_visionmodel
+from vlm_operator.sizing import plan_visionmodel, refused_plan
 
 logger = logging.getLogger(__name__)
 
@@ -50,27 +50,6 @@ def utc_now() -> str:
 
 class SpecError(Exception):
     """The spec cannot be acted on; the message says which field and why."""
-
-
-def _invalid_plan(message: str) -> PlanStatus:
-    """A plan that records only why nothing could be planned."""
-    zero = MemoryBreakdown(
-        weights=0, vision=0, activation=0, cuda_graphs=0, overhead=0, kv_cache=0, budget=0
-    )
-    return PlanStatus(
-        feasible=False,
-        reason=message,
-        gpu_product="",
-        precision="",
-        tensor_parallel_size=0,
-        gpus_per_replica=0,
-        max_model_len=0,
-        max_num_seqs=0,
-        gpu_memory_utilization=0,
-        tokens_per_image=0,
-        kv_cache_tokens=0,
-        memory_gib=zero,
-    )
 
 
 def _architecture_config(
@@ -174,8 +153,8 @@ def _reconcile_locked(
         spec = VisionModelSpec.model_validate(raw_spec)
         architecture_config = _architecture_config(cluster, namespace, spec)
     except (ValidationError, SpecError) as error:
-        plan = _invalid_plan(str(error).replace("\n", " "))
         stall_reason = Reason.INVALID_SPEC
+        plan = refused_plan(Reason.INVALID_SPEC, str(error).replace("\n", " ")).to_status()
     else:
         offers = gpu_offers_from_nodes(cluster.list_nodes())
         planned = plan_visionmodel(spec, gpu_offers=offers, architecture_config=architecture_config)

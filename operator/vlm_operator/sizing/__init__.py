@@ -9,10 +9,10 @@ from typing import Any
 from vlm_operator.api.constants import Reason
 from vlm_operator.api.v1alpha1 import VisionModelSpec
 from vlm_operator.catalog.gpus import GpuOffer
-from vlm_operator.sizing.planner import Plan, plan_candidates
+from vlm_operator.sizing.planner import Plan, plan_candidates, refused_plan
 from vlm_operator.sizing.suggestions import suggest_changes
 
-__all__ = ["Plan", "plan_visionmodel"]
+__all__ = ["Plan", "plan_visionmodel", "refused_plan"]
 
 
 def plan_visionmodel(

@@ -204,11 +204,12 @@ class Plan:
         )
 
 
-def _unplannable(error: PlanningError) -> Plan:
+def refused_plan(stall_reason: Reason, message: str) -> Plan:
+    """A plan with no candidate at all: only why nothing could be planned."""
     return Plan(
         feasible=False,
-        reason=error.message,
-        stall_reason=error.stall_reason,
+        reason=message,
+        stall_reason=stall_reason,
         gpu_product="",
         precision="",
         tensor_parallel_size=0,
@@ -651,7 +652,7 @@ def plan_candidates(
         demand = derive_demand(architecture, spec)
         candidates = candidates_for(spec, architecture, gpu_offers)
     except PlanningError as error:
-        return _unplannable(error), None
+        return refused_plan(error.stall_reason, error.message), None
     checkpoint = checkpoint_of(spec, architecture)
     chosen, evaluations = best_feasible(architecture, demand, candidates, checkpoint)
     if chosen is not None:
