@@ -56,7 +56,11 @@ cluster: $(STAMP) ## start the local control plane with fake GPU nodes
 
 cluster-down: ## stop the demo operator and the local control plane
 	@pid_file=$${VLM_CLUSTER_DIR:-.cluster}/operator.pid; \
-	if [ -f $$pid_file ]; then kill $$(cat $$pid_file) 2>/dev/null || true; rm -f $$pid_file; fi
+	if [ -f $$pid_file ]; then \
+	  pid=$$(cat $$pid_file); kill $$pid 2>/dev/null || true; \
+	  for _ in $$(seq 50); do kill -0 $$pid 2>/dev/null || break; sleep 0.2; done; \
+	  kill -9 $$pid 2>/dev/null || true; rm -f $$pid_file; \
+	fi
 	@bash e2e/cluster/down.sh
 
 .PHONY: help dev crds lint unit e2e test contract cluster cluster-down
