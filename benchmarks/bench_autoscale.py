@@ -315,7 +315,6 @@ def simulate(
             last_decision = now
             kv_capacity = model.kv_cache_tokens * max(1, len(ready))
             sample = MetricsSample(
-                time=now,
                 waiting=float(len(queue)),
                 running=float(sum(r.running for r in ready)),
                 kv_cache_usage=sum(r.running_tokens for r in ready) / kv_capacity,

@@ -64,19 +64,32 @@ def _loopback_address(address: str) -> str:
     return address
 
 
-def _stop_process(process: subprocess.Popen[bytes], grace_seconds: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL after the grace period."""
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=grace_seconds)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=grace_seconds)
+class LoggedProcess:
+    """A subprocess of the tests whose output goes to a log file."""
+
+    log_path: Path
+    _process: subprocess.Popen[bytes] | None
+
+    def stop(self, grace_seconds: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after the grace period."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=grace_seconds)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=grace_seconds)
+
+    def logs(self) -> str:
+        """Everything the process printed."""
+        if not self.log_path.exists():
+            return ""
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
 
 
-class Prometheus:
+class Prometheus(LoggedProcess):
     """A Prometheus server on 127.0.0.1 that scrapes file_sd targets every second."""
 
     def __init__(self, workdir: Path, binary: Path | None = None) -> None:
@@ -183,18 +196,6 @@ class Prometheus:
 
         return wait_for(accepted, timeout, f"Prometheus to answer {promql!r} as expected")
 
-    def stop(self) -> None:
-        """Stop Prometheus (SIGTERM, then SIGKILL after a grace period)."""
-        if self._process is not None:
-            _stop_process(self._process)
-            self._process = None
-
-    def logs(self) -> str:
-        """Everything Prometheus printed."""
-        if not self.log_path.exists():
-            return ""
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
     def __enter__(self) -> Self:
         self.start()
         return self
@@ -290,7 +291,7 @@ class LoadRun:
         return self.result
 
 
-class SimulatedPod:
+class SimulatedPod(LoggedProcess):
     """`python -m vllm_sim` on 127.0.0.1, standing in for one vLLM pod and its GPU's exporter.
 
     The settings are the simulator's flags. Images are preprocessed one after another on the
@@ -478,15 +479,3 @@ class SimulatedPod:
         """vLLM's /metrics as text."""
         with urllib.request.urlopen(f"{self.base_url}/metrics", timeout=5) as response:
             return str(response.read().decode())
-
-    def stop(self) -> None:
-        """Stop the process (SIGTERM, then SIGKILL after a grace period)."""
-        if self._process is not None:
-            _stop_process(self._process)
-            self._process = None
-
-    def logs(self) -> str:
-        """Everything the simulator printed."""
-        if not self.log_path.exists():
-            return ""
-        return self.log_path.read_text(encoding="utf-8", errors="replace")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -14,7 +13,7 @@ from pydantic import ValidationError
 
 from vlm_operator import metrics
 from vlm_operator.api.constants import Reason
-from vlm_operator.api.v1alpha1 import VisionModelSpec
+from vlm_operator.api.v1alpha1 import ServiceSpec, VisionModelSpec
 from vlm_operator.catalog.gpus import gpu_offers_from_nodes
 from vlm_operator.config import OperatorConfig
 from vlm_operator.k8s.cluster import Cluster
@@ -27,8 +26,6 @@ from vlm_operator.render.autoscaling import (
 from vlm_operator.render.labels import selector_string
 from vlm_operator.render.workload import RenderInput, render_children
 from vlm_operator.sizing import plan_visionmodel, refused_plan
-
-logger = logging.getLogger(__name__)
 
 EventSink = Callable[[Mapping[str, Any], Event], None]
 POD_MONITOR_CRD = "podmonitors.monitoring.coreos.com"
@@ -145,7 +142,8 @@ def _reconcile_locked(
     previous_status: Mapping[str, Any] = body.get("status") or {}
     raw_spec = body.get("spec", {})
     desired_replicas = int(raw_spec.get("replicas", 1))
-    service_port = int(raw_spec.get("service", {}).get("port", 8000))
+    # Read before validation so that even an invalid spec gets a status with its endpoint.
+    service_port = int(raw_spec.get("service", {}).get("port", ServiceSpec().port))
 
     stall_reason: str | None
     blocker: tuple[str, str] | None = None

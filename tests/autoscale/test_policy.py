@@ -25,7 +25,6 @@ NOW = 10_000.0
 
 def sample(waiting: float = 0, running: float = 0, **extra: Any) -> MetricsSample:
     values: dict[str, Any] = {
-        "time": NOW,
         "waiting": float(waiting),
         "running": float(running),
         "kv_cache_usage": 0.1,
@@ -46,9 +45,7 @@ def steady_history(replicas: int, since: float = NOW - 600) -> History:
 
 
 def test_holds_when_metrics_are_missing() -> None:
-    decision = decide(
-        no_metrics(NOW, "Prometheus is unavailable"), fleet(), SCALING, History(), NOW
-    )
+    decision = decide(no_metrics("Prometheus is unavailable"), fleet(), SCALING, History(), NOW)
     assert decision.desired_replicas == 3
     assert "holding at 3: Prometheus is unavailable" in decision.reason
 
@@ -162,21 +159,21 @@ def test_scale_up_delay_requires_sustained_demand() -> None:
 def test_merge_samples_adds_pods(problems: tuple[str, ...], expected_pods: int) -> None:
     pods = [sample(waiting=1, running=3, reporting_pods=1)]
     pods.append(
-        no_metrics(NOW, problems[0]) if problems else sample(waiting=2, running=5, reporting_pods=1)
+        no_metrics(problems[0]) if problems else sample(waiting=2, running=5, reporting_pods=1)
     )
-    merged = merge_samples(pods, NOW)
+    merged = merge_samples(pods)
     assert merged.reporting_pods == expected_pods
     assert merged.problem == ""
 
 
 def test_merge_samples_without_any_pod_is_a_problem() -> None:
-    merged = merge_samples([no_metrics(NOW, "pod a: refused")], NOW)
+    merged = merge_samples([no_metrics("pod a: refused")])
     assert merged.problem == "pod a: refused"
 
 
 def test_at_zero_the_policy_says_how_to_wake_the_model() -> None:
     to_zero = SCALING.model_copy(update={"min_replicas": 0})
-    decision = decide(no_metrics(NOW, "no ready pods to scrape"), fleet(0), to_zero, History(), NOW)
+    decision = decide(no_metrics("no ready pods to scrape"), fleet(0), to_zero, History(), NOW)
     assert decision.desired_replicas == 0
     assert decision.reason.startswith("holding at 0: scaled to zero")
 
@@ -189,7 +186,7 @@ TO_ZERO = {"min_replicas": 0, "warm_replicas": 0, "scale_to_zero_after_seconds":
     ("metrics", "replicas", "scaling", "history", "desired", "reason"),
     [
         # Missing, stale or partial data never scales.
-        (no_metrics(NOW, "stale (90s old)"), fleet(6), {}, steady_history(6), 6, "holding at 6"),
+        (no_metrics("stale (90s old)"), fleet(6), {}, steady_history(6), 6, "holding at 6"),
         (sample(running=1, reporting_pods=2), fleet(6), {}, steady_history(6), 6, "holding at 6"),
         (replace(sample(), waiting=None), fleet(6), {}, steady_history(6), 6, "holding at 6"),
         # Demand per signal, the largest wins, plus the warm replica.

@@ -5,6 +5,7 @@ from typing import Any
 from builders import plan
 from vlm_operator.reconcile.status import (
     Observed,
+    Outcome,
     compute_status,
     plan_events,
     status_changed,
@@ -27,7 +28,7 @@ def deployment(replicas: int, ready: int, updated: int, **extra: Any) -> dict[st
     }
 
 
-def status_for(
+def outcome_for(
     observed: Observed,
     *,
     desired: int = 2,
@@ -35,8 +36,8 @@ def status_for(
     previous: dict[str, Any] | None = None,
     now: str = NOW,
     **plan_overrides: Any,
-) -> dict[str, Any]:
-    outcome = compute_status(
+) -> Outcome:
+    return compute_status(
         name="qwen-vl",
         namespace="team-a",
         generation=7,
@@ -48,7 +49,10 @@ def status_for(
         previous_status=previous or {},
         now=now,
     )
-    return outcome.status
+
+
+def status_for(observed: Observed, **options: Any) -> dict[str, Any]:
+    return outcome_for(observed, **options).status
 
 
 def conditions(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -144,18 +148,33 @@ def test_status_changed_ignores_fields_owned_by_others() -> None:
 
 def test_plan_events() -> None:
     first = plan()
-    chosen = plan_events(None, first, None)
+    chosen = plan_events(None, first)
     assert [(e.type, e.reason) for e in chosen] == [("Normal", "PlanChosen")]
-    same = plan_events(first.model_dump(by_alias=True), first, None)
+    same = plan_events(first.model_dump(by_alias=True), first)
     assert same == []
     bigger = plan(gpus_per_replica=2, tensor_parallel_size=2)
-    changed = plan_events(first.model_dump(by_alias=True), bigger, None)
+    changed = plan_events(first.model_dump(by_alias=True), bigger)
     assert [e.reason for e in changed] == ["PlanChanged"]
     assert "2x NVIDIA-H100-80GB-HBM3" in changed[0].message
 
 
 def test_infeasible_plan_warns_once() -> None:
-    bad = plan(feasible=False, reason="does not fit")
-    warned = plan_events(plan().model_dump(by_alias=True), bad, "InsufficientGPUMemory")
+    serving = status_for(Observed(deployment(2, 2, 2)))
+    first = outcome_for(
+        Observed(deployment(2, 2, 2)),
+        stall_reason="InsufficientGPUMemory",
+        previous=serving,
+        feasible=False,
+        reason="does not fit",
+    )
+    warned = first.events
     assert [(e.type, e.reason) for e in warned] == [("Warning", "InsufficientGPUMemory")]
-    assert plan_events(bad.model_dump(by_alias=True), bad, "InsufficientGPUMemory") == []
+    # Still stalled for the same reason, with one replica fewer ready: no second warning.
+    again = outcome_for(
+        Observed(deployment(2, 1, 2)),
+        stall_reason="InsufficientGPUMemory",
+        previous=first.status,
+        feasible=False,
+        reason="does not fit",
+    )
+    assert again.events == []

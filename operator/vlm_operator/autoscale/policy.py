@@ -47,7 +47,6 @@ MAX_SCALE_UP_STEP = 4
 class MetricsSample:
     """Fleet-wide metrics of one VisionModel at one moment; None means the signal is missing."""
 
-    time: float
     waiting: float | None
     running: float | None
     kv_cache_usage: float | None
@@ -235,7 +234,7 @@ def decide(
         if stabilized >= current:
             return decision(
                 current,
-                f"{signal}: {raw} would do, keeping {current} for "
+                f"{signal}: {relaxed} would do, keeping {current} for "
                 f"{scaling.scale_down_delay_seconds}s of lower demand",
             )
         if (
@@ -255,17 +254,17 @@ def decide(
     )
 
 
-def no_metrics(now: float, problem: str) -> MetricsSample:
+def no_metrics(problem: str) -> MetricsSample:
     """A sample that carries only why metrics could not be read."""
-    return MetricsSample(now, None, None, None, None, 0, problem)
+    return MetricsSample(None, None, None, None, 0, problem)
 
 
-def merge_samples(samples: Sequence[MetricsSample], now: float) -> MetricsSample:
+def merge_samples(samples: Sequence[MetricsSample]) -> MetricsSample:
     """Sum per-pod samples into one fleet sample (means for the ratio signals)."""
     usable = [sample for sample in samples if not sample.problem]
     if not usable:
         problems = "; ".join(sample.problem for sample in samples) or "no pods to read"
-        return no_metrics(now, problems)
+        return no_metrics(problems)
 
     def total(values: list[float | None]) -> float | None:
         present = [value for value in values if value is not None]
@@ -276,7 +275,6 @@ def merge_samples(samples: Sequence[MetricsSample], now: float) -> MetricsSample
         return sum(present) / len(present) if present else None
 
     return MetricsSample(
-        time=now,
         waiting=total([s.waiting for s in usable]),
         running=total([s.running for s in usable]),
         kv_cache_usage=mean([s.kv_cache_usage for s in usable]),

@@ -101,13 +101,12 @@ class PrometheusSource:
         try:
             newest_oldest = self._query(f"min(timestamp({RUNNING}{{{selector}}}))", now)
             if newest_oldest is None:
-                return no_metrics(now, f"Prometheus has no {RUNNING} series for the pods")
+                return no_metrics(f"Prometheus has no {RUNNING} series for the pods")
             age = now - newest_oldest
             if age > STALE_AFTER_SECONDS:
-                return no_metrics(now, f"metrics in Prometheus are stale ({age:.0f}s old)")
+                return no_metrics(f"metrics in Prometheus are stale ({age:.0f}s old)")
             pods = self._query(f"count(count by (pod) ({RUNNING}{{{selector}}}))", now)
             return MetricsSample(
-                time=now,
                 waiting=self._query(f"sum({WAITING}{{{selector}}})", now),
                 running=self._query(f"sum({RUNNING}{{{selector}}})", now),
                 kv_cache_usage=self._query(f"avg({KV_CACHE_USAGE}{{{selector}}})", now),
@@ -115,9 +114,9 @@ class PrometheusSource:
                 reporting_pods=int(pods or 0),
             )
         except OSError as error:
-            return no_metrics(now, f"Prometheus at {self.url} is unavailable: {error}")
+            return no_metrics(f"Prometheus at {self.url} is unavailable: {error}")
         except (ValueError, KeyError) as error:
-            return no_metrics(now, f"Prometheus at {self.url} rejected a query: {error}")
+            return no_metrics(f"Prometheus at {self.url} rejected a query: {error}")
 
 
 def parse_vllm_metrics(text: str) -> dict[str, float]:
@@ -144,15 +143,14 @@ class PodScrapeSource:
         self.timeout = timeout
         self._fetch = fetch
 
-    def _read_pod(self, pod: str, url: str, now: float) -> MetricsSample:
+    def _read_pod(self, pod: str, url: str) -> MetricsSample:
         try:
             values = parse_vllm_metrics(self._fetch(url, self.timeout).decode())
         except (OSError, ValueError) as error:
-            return no_metrics(now, f"pod {pod}: {error}")
+            return no_metrics(f"pod {pod}: {error}")
         if RUNNING not in values or WAITING not in values:
-            return no_metrics(now, f"pod {pod} exposes no vLLM queue metrics")
+            return no_metrics(f"pod {pod} exposes no vLLM queue metrics")
         return MetricsSample(
-            time=now,
             waiting=values[WAITING],
             running=values[RUNNING],
             kv_cache_usage=values.get(KV_CACHE_USAGE),
@@ -163,11 +161,11 @@ class PodScrapeSource:
     def read(self, fleet: Fleet, now: float) -> MetricsSample:
         """Sample every pod and add them up; unreachable pods count as not reporting."""
         if not self.endpoints:
-            return no_metrics(now, "no ready pods to scrape")
+            return no_metrics("no ready pods to scrape")
         samples: Sequence[MetricsSample] = [
-            self._read_pod(pod, url, now) for pod, url in sorted(self.endpoints.items())
+            self._read_pod(pod, url) for pod, url in sorted(self.endpoints.items())
         ]
-        return merge_samples(samples, now)
+        return merge_samples(samples)
 
 
 class DisabledSource:
@@ -178,4 +176,4 @@ class DisabledSource:
 
     def read(self, fleet: Fleet, now: float) -> MetricsSample:
         """Always a sample without metrics."""
-        return no_metrics(now, self.reason)
+        return no_metrics(self.reason)

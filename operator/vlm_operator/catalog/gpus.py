@@ -19,6 +19,9 @@ UNKNOWN_COMPUTE_CAPABILITY = (7, 5)
 
 MIB_PER_GIB = 1024
 
+MIN_COMPUTE_CAPABILITY = {"bf16": (8, 0), "fp8": (8, 9), "awq": (7, 5), "gptq": (6, 0)}
+"""The oldest GPU architecture each precision runs on: bf16 from Ampere, fp8 compute from Ada."""
+
 
 @dataclass(frozen=True)
 class GpuModel:
@@ -37,12 +40,12 @@ class GpuModel:
     @property
     def supports_bf16(self) -> bool:
         """bf16 needs compute capability 8.0 (Ampere) or newer."""
-        return self.compute_capability >= (8, 0)
+        return self.compute_capability >= MIN_COMPUTE_CAPABILITY["bf16"]
 
     @property
     def supports_fp8(self) -> bool:
         """Native fp8 compute needs compute capability 8.9 (Ada) or newer."""
-        return self.compute_capability >= (8, 9)
+        return self.compute_capability >= MIN_COMPUTE_CAPABILITY["fp8"]
 
     @property
     def compute_capability_text(self) -> str:

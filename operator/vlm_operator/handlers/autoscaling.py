@@ -8,10 +8,7 @@ import kopf
 
 from vlm_operator.api import constants as c
 from vlm_operator.autoscaler import autoscale
-from vlm_operator.config import OperatorConfig
-from vlm_operator.handlers.visionmodel import post_event
-
-AUTOSCALE_SECONDS = OperatorConfig.from_environment().autoscale_seconds
+from vlm_operator.handlers.visionmodel import CONFIG, post_event
 
 
 def _driven_by_operator(spec: kopf.Spec, **_: Any) -> bool:
@@ -19,7 +16,7 @@ def _driven_by_operator(spec: kopf.Spec, **_: Any) -> bool:
     return isinstance(scaling, dict) and scaling.get("driver", "operator") == "operator"
 
 
-@kopf.timer(c.GROUP, c.PLURAL, interval=AUTOSCALE_SECONDS, when=_driven_by_operator)
+@kopf.timer(c.GROUP, c.PLURAL, interval=CONFIG.autoscale_seconds, when=_driven_by_operator)
 def visionmodel_autoscale(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
     """One policy evaluation; KEDA and HPA drivers write replicas themselves instead."""
     if namespace is not None:

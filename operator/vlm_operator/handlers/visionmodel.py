@@ -14,7 +14,8 @@ from vlm_operator.k8s.cluster import Cluster
 from vlm_operator.reconcile.status import Event
 from vlm_operator.reconciler import reconcile
 
-RESYNC_SECONDS = OperatorConfig.from_environment().resync_seconds
+CONFIG = OperatorConfig.from_environment()
+"""Read once: the timers' intervals are fixed when the handlers are registered."""
 CHILD_LABELS = {c.LABEL_MANAGED_BY: c.FIELD_MANAGER}
 
 
@@ -29,7 +30,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.execution.max_workers = 8
     settings.watching.server_timeout = 300
     memo["cluster"] = Cluster.connect()
-    memo["config"] = OperatorConfig.from_environment()
+    memo["config"] = CONFIG
 
 
 def post_event(body: Mapping[str, Any], event: Event) -> None:
@@ -51,7 +52,7 @@ def visionmodel_changed(name: str, namespace: str | None, memo: Any, **_: Any) -
     _reconcile(memo, namespace, name)
 
 
-@kopf.timer(c.GROUP, c.PLURAL, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
+@kopf.timer(c.GROUP, c.PLURAL, interval=CONFIG.resync_seconds, initial_delay=CONFIG.resync_seconds)
 def visionmodel_resync(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
     """Periodic level-based pass that repairs drift nobody told us about."""
     _reconcile(memo, namespace, name)

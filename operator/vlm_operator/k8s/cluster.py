@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import logging
+import time
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -11,13 +11,15 @@ from kubernetes.client.exceptions import ApiException
 
 from vlm_operator.api import constants as c
 
-logger = logging.getLogger(__name__)
-
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 MERGE_CONTENT_TYPE = "application/merge-patch+json"
 
-# Plural resource names of the kinds the operator writes.
+CRD_CACHE_SECONDS = 60.0
+"""How long a CustomResourceDefinition's presence is trusted before it is read again."""
+
+# Plural resource names of the kinds the operator reads and writes.
 PLURALS = {
+    c.KIND: c.PLURAL,
     "Deployment": "deployments",
     "Service": "services",
     "PodDisruptionBudget": "poddisruptionbudgets",
@@ -40,6 +42,7 @@ class Cluster:
         self._core = client.CoreV1Api(api_client)
         self._objects = client.CustomObjectsApi(api_client)
         self._extensions = client.ApiextensionsV1Api(api_client)
+        self._crds_seen: dict[str, tuple[float, bool]] = {}
 
     @classmethod
     def connect(cls) -> Cluster:
@@ -50,7 +53,7 @@ class Cluster:
             config.load_kube_config()
         return cls(client.ApiClient())
 
-    def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+    def apply(self, manifest: Mapping[str, Any]) -> None:
         """Server-side apply one namespaced object with the operator's field manager."""
         metadata = manifest["metadata"]
         group, version = _split_api_version(manifest["apiVersion"])
@@ -63,11 +66,11 @@ class Cluster:
         if not group:
             if manifest["kind"] != "Service":
                 raise ValueError(f"unsupported core kind {manifest['kind']}")
-            response = self._core.patch_namespaced_service(
+            self._core.patch_namespaced_service(
                 metadata["name"], metadata["namespace"], dict(manifest), **options
             )
-            return cast(dict[str, Any], self._api.sanitize_for_serialization(response))
-        applied = self._objects.patch_namespaced_custom_object(
+            return
+        self._objects.patch_namespaced_custom_object(
             group,
             version,
             metadata["namespace"],
@@ -76,14 +79,13 @@ class Cluster:
             dict(manifest),
             **options,
         )
-        return cast(dict[str, Any], applied)
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """Read one object of a non-core group, or None when it does not exist."""
         group, version = _split_api_version(api_version)
         try:
             found = self._objects.get_namespaced_custom_object(
-                group, version, namespace, PLURALS.get(kind, kind.lower() + "s"), name
+                group, version, namespace, PLURALS[kind], name
             )
         except ApiException as error:
             if error.status == 404:
@@ -104,15 +106,7 @@ class Cluster:
 
     def get_visionmodel(self, namespace: str, name: str) -> dict[str, Any] | None:
         """Read one VisionModel, or None when it is gone."""
-        try:
-            found = self._objects.get_namespaced_custom_object(
-                c.GROUP, c.VERSION, namespace, c.PLURAL, name
-            )
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
-        return cast(dict[str, Any], found)
+        return self.get(c.API_VERSION, c.KIND, namespace, name)
 
     def list_nodes(self) -> list[dict[str, Any]]:
         """Every Node, as plain dicts."""
@@ -160,14 +154,21 @@ class Cluster:
         return None if value is None else str(value)
 
     def has_crd(self, name: str) -> bool:
-        """Whether a CustomResourceDefinition is installed, by its full name."""
+        """Whether a CustomResourceDefinition is installed, by its full name. Every reconcile
+        asks, so the answer is kept for CRD_CACHE_SECONDS instead of read each time."""
+        now = time.monotonic()
+        seen = self._crds_seen.get(name)
+        if seen is not None and now - seen[0] < CRD_CACHE_SECONDS:
+            return seen[1]
         try:
             self._extensions.read_custom_resource_definition(name)
+            installed = True
         except ApiException as error:
-            if error.status == 404:
-                return False
-            raise
-        return True
+            if error.status != 404:
+                raise
+            installed = False
+        self._crds_seen[name] = (now, installed)
+        return installed
 
     def patch_visionmodel_status(
         self, namespace: str, name: str, status: Mapping[str, Any]

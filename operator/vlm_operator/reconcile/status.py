@@ -48,6 +48,8 @@ class Verdict:
     message: str
     reconciling: bool = False
     stalled: bool = False
+    detail: str = ""
+    """For a stalled verdict: what is wrong, without the counts that change while it stays so."""
 
 
 def endpoint_url(name: str, namespace: str, port: int) -> str:
@@ -98,14 +100,16 @@ def judge(
             if deployment is not None
             else ""
         )
-        return Verdict(False, stall_reason, plan.reason + kept, stalled=True)
+        return Verdict(False, stall_reason, plan.reason + kept, stalled=True, detail=plan.reason)
     if blocker is not None:
-        return Verdict(False, blocker[0], blocker[1], stalled=True)
+        return Verdict(False, blocker[0], blocker[1], stalled=True, detail=blocker[1])
     if deployment is None:
         return Verdict(False, Reason.MODEL_LOADING, "Creating the vLLM Deployment.", True)
     deadline = _deadline_exceeded(deployment)
     if deadline is not None:
-        return Verdict(False, Reason.PROGRESS_DEADLINE_EXCEEDED, deadline, stalled=True)
+        return Verdict(
+            False, Reason.PROGRESS_DEADLINE_EXCEEDED, deadline, stalled=True, detail=deadline
+        )
     generation_seen = deployment.get("status", {}).get("observedGeneration", 0) >= deployment.get(
         "metadata", {}
     ).get("generation", 0)
@@ -159,43 +163,15 @@ def conditions_for(
 ) -> list[dict[str, Any]]:
     """The whole conditions list: Ready always; Reconciling and Stalled only while true."""
     by_type = {str(item.get("type")): item for item in previous}
-    ready_status = "True" if verdict.ready else "False"
-    conditions = [
-        _condition(
-            ConditionType.READY,
-            ready_status,
-            verdict.reason,
-            verdict.message,
-            generation,
-            by_type,
-            now,
-        )
-    ]
+    present = [(ConditionType.READY, "True" if verdict.ready else "False")]
     if verdict.reconciling:
-        conditions.append(
-            _condition(
-                ConditionType.RECONCILING,
-                "True",
-                verdict.reason,
-                verdict.message,
-                generation,
-                by_type,
-                now,
-            )
-        )
+        present.append((ConditionType.RECONCILING, "True"))
     if verdict.stalled:
-        conditions.append(
-            _condition(
-                ConditionType.STALLED,
-                "True",
-                verdict.reason,
-                verdict.message,
-                generation,
-                by_type,
-                now,
-            )
-        )
-    return conditions
+        present.append((ConditionType.STALLED, "True"))
+    return [
+        _condition(kind, status, verdict.reason, verdict.message, generation, by_type, now)
+        for kind, status in present
+    ]
 
 
 def _plan_identity(plan: Mapping[str, Any] | None) -> tuple[Any, ...] | None:
@@ -207,18 +183,10 @@ def _plan_identity(plan: Mapping[str, Any] | None) -> tuple[Any, ...] | None:
     )
 
 
-def plan_events(
-    previous_plan: Mapping[str, Any] | None, plan: PlanStatus, stall_reason: str | None
-) -> list[Event]:
-    """PlanChosen or PlanChanged when a feasible plan is new; a warning when it cannot fit."""
-    new_plan = plan.model_dump(by_alias=True)
-    if stall_reason is not None:
-        previous_reason = (previous_plan or {}).get("reason")
-        if previous_reason == plan.reason and not (previous_plan or {}).get("feasible", True):
-            return []
-        return [Event("Warning", stall_reason, plan.reason)]
-    before, after = _plan_identity(previous_plan), _plan_identity(new_plan)
-    if before == after:
+def plan_events(previous_plan: Mapping[str, Any] | None, plan: PlanStatus) -> list[Event]:
+    """PlanChosen or PlanChanged when a feasible plan is new."""
+    before, after = _plan_identity(previous_plan), _plan_identity(plan.model_dump(by_alias=True))
+    if after is None or before == after:
         return []
     summary = (
         f"{_placement(plan)}, max-model-len {plan.max_model_len}, "
@@ -263,17 +231,22 @@ def compute_status(
         "endpoint": endpoint_url(name, namespace, service_port),
         "plan": plan.model_dump(by_alias=True, mode="json"),
     }
-    events = plan_events(previous_status.get("plan"), plan, stall_reason)
-    if blocker is not None and _stalled_reason(previous_status) != blocker[0]:
-        events.append(Event("Warning", blocker[0], blocker[1]))
+    events = plan_events(previous_status.get("plan"), plan) + stall_events(verdict, previous_status)
     return Outcome(status, events)
 
 
-def _stalled_reason(status: Mapping[str, Any]) -> str | None:
-    for condition in status.get("conditions", []):
-        if condition.get("type") == ConditionType.STALLED and condition.get("status") == "True":
-            return str(condition.get("reason"))
-    return None
+def stall_events(verdict: Verdict, previous_status: Mapping[str, Any]) -> list[Event]:
+    """A warning each time the VisionModel becomes stalled, or stalled for another reason."""
+    if not verdict.stalled:
+        return []
+    for condition in previous_status.get("conditions", []):
+        if (
+            condition.get("type") == ConditionType.STALLED
+            and condition.get("reason") == verdict.reason
+            and str(condition.get("message", "")).startswith(verdict.detail)
+        ):
+            return []
+    return [Event("Warning", verdict.reason, verdict.detail)]
 
 
 def status_changed(current: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:

@@ -27,7 +27,14 @@ from vlm_operator.catalog.engine import (
     KV_BLOCK_SIZE,
     VLLM_VERSION,
 )
-from vlm_operator.catalog.gpus import GpuModel, GpuOffer, find_gpu, gpu_catalog, gpu_for_offer
+from vlm_operator.catalog.gpus import (
+    MIN_COMPUTE_CAPABILITY,
+    GpuModel,
+    GpuOffer,
+    find_gpu,
+    gpu_catalog,
+    gpu_for_offer,
+)
 from vlm_operator.sizing.engine_args import EngineSettings, engine_arguments
 from vlm_operator.sizing.image_tokens import (
     image_tokens,
@@ -53,7 +60,6 @@ PRECISION_RANK = {"bf16": 3, "fp16": 3, "fp8": 2, "awq": 1, "gptq": 1}
 TENSOR_PARALLEL_CHOICES = (1, 2, 4, 8, 16)
 CONTEXT_ROUNDING = 256
 MAX_REJECTED = 256
-MIN_COMPUTE_CAPABILITY = {"bf16": (8, 0), "fp8": (8, 9), "awq": (7, 5), "gptq": (6, 0)}
 FP8_WEIGHT_ONLY_CAPABILITY = (8, 0)
 """Ampere runs fp8 checkpoints as weight-only fp8 (Marlin), without fp8 compute."""
 
@@ -167,11 +173,6 @@ class Plan:
     budget_gib: float
     engine_args: list[str] = field(default_factory=list)
     rejected: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def weights_gib_total(self) -> float:
-        """All weights of one replica, which the startup probe's budget scales with."""
-        return round(self.weights_gib * self.gpus_per_replica, 2)
 
     def to_status(self) -> PlanStatus:
         """The plan as status.plan."""
