@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
+import time
 import uuid
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -104,9 +106,34 @@ def _install_crds() -> None:
     kubectl("wait", "--for=condition=Established", *names, "--timeout=60s")
 
 
+def _stop_demo_operator(config: pytest.Config) -> None:
+    """`make demo` leaves an operator watching every namespace: it would race the operators the
+    tests start, so it is stopped first (and the terminal says so)."""
+    pid_file = CLUSTER_DIR / "operator.pid"
+    if not pid_file.exists():
+        return
+    pid = int(pid_file.read_text().strip() or 0)
+    pid_file.unlink()
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(
+            f"e2e: stopped the demo's operator (pid {pid}) so it cannot race the tests"
+        )
+    for _ in range(100):
+        if not Path(f"/proc/{pid}").exists():
+            return
+        time.sleep(0.2)
+    os.kill(pid, signal.SIGKILL)
+
+
 @pytest.fixture(scope="session")
 def cluster(request: pytest.FixtureRequest) -> Iterator[Path]:
     """The local control plane's kubeconfig; KUBECONFIG points at it for the whole session."""
+    _stop_demo_operator(request.config)
     started_here = not _cluster_running()
     kubeconfig = _start_cluster(request.config)
     previous = os.environ.get("KUBECONFIG")

@@ -10,7 +10,12 @@ export PATH="$ROOT/.venv/bin:$PATH"
 say() { printf '\n==> %s\n' "$*" >&2; }
 
 say "Starting the local control plane (the first run builds Kubernetes from source: about 10 minutes)"
-eval "$(bash e2e/cluster/up.sh)"
+# Not `eval "$(up.sh)"`: that would hide a failed start and go on to unrelated errors.
+if ! exports=$(bash e2e/cluster/up.sh); then
+  echo "make demo: the local control plane did not start; the cause is printed above" >&2
+  exit 1
+fi
+eval "$exports"
 
 say "Installing the VisionModel CRD"
 kubectl apply --server-side -f crds/ >&2

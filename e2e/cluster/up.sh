@@ -6,13 +6,19 @@
 # Progress goes to stderr; the last line of stdout is `export KUBECONFIG=<absolute path>`, so
 #   eval "$(bash e2e/cluster/up.sh)"
 # Environment: VLM_CLUSTER_DIR (state, default .cluster/ at the repository root),
-# VLM_CLUSTER_FLEET (fleet file, JSON or YAML, default fleet.json beside this script).
+# VLM_CLUSTER_FLEET (fleet file, JSON or YAML, default fleet.json beside this script),
+# VLM_CLUSTER_SERVICE_RANGE (Service IP range, default 10.96.0.0/16: room for 65,000 Services).
+#
+# A cluster whose component crashed is restarted in place: same ports, same CA, same etcd data.
+# Waits scale with the machine's load, and progress says what is being waited on.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 STATE=${VLM_CLUSTER_DIR:-$ROOT/.cluster}
 FLEET=${VLM_CLUSTER_FLEET:-$HERE/fleet.json}
-mkdir -p "$STATE"
+SERVICE_RANGE=${VLM_CLUSTER_SERVICE_RANGE:-10.96.0.0/16}
+CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/vlm-operator
+mkdir -p "$STATE" "$CACHE"
 STATE=$(cd "$STATE" && pwd)
 CLUSTER=$STATE/kwok/clusters/vlm
 KUBECONFIG_PATH=$STATE/kubeconfig
@@ -50,6 +56,27 @@ healthy() {
   [[ -f $KUBECONFIG_PATH ]] && components_alive &&
     "$KUBECTL" get --raw /readyz --request-timeout=5s >/dev/null 2>&1
 }
+dead_components() {
+  local component pid
+  for component in "${COMPONENTS[@]}"; do
+    pid=$(cat "$CLUSTER/pids/$component.pid" 2>/dev/null) || { echo "$component"; continue; }
+    [[ $(ps -o stat= -p "$pid" 2>/dev/null) == [^Z]* &&
+      $(ps -o args= -p "$pid" 2>/dev/null) == "$CLUSTER/bin/$component "* ]] || echo "$component"
+  done
+}
+
+# Timeouts grow with the load per core (a busy shared machine starts everything more slowly).
+LOAD_FACTOR=$(awk -v cores="$(nproc)" '{ f = int($1 / cores + 0.999); print (f < 1 ? 1 : f) }' /proc/loadavg)
+scaled() { echo $(($1 * LOAD_FACTOR)); }
+# Wait for a kubectl condition, saying what is waited on and for how long at most.
+wait_for() {
+  local what=$1 seconds
+  seconds=$(scaled "$2")
+  shift 2
+  say "waiting up to ${seconds}s for $what"
+  "$KUBECTL" wait "$@" --timeout="${seconds}s" >/dev/null ||
+    fail "timed out after ${seconds}s waiting for $what (component logs: $CLUSTER/logs)"
+}
 
 # One start at a time per state directory (pytest and `make cluster` may race). The components
 # must not inherit the lock's descriptor, or they would hold it for as long as they run.
@@ -59,8 +86,25 @@ if ! flock -n 9; then
   flock 9
 fi
 
+restarted=""
 if healthy; then
   say "reusing the running cluster in $STATE"
+elif [[ -f $CLUSTER/kwok.yaml && -f $KUBECONFIG_PATH && -d $CLUSTER/etcd ]]; then
+  # A component crashed or the machine rebooted: start what is not running, keeping the data.
+  dead=$(dead_components | xargs)
+  say "restarting ${dead:-every component} in $STATE (ports, CA and data are kept)"
+  # shellcheck disable=SC2086
+  [[ -z $dead ]] || kill -9 $(cat "$CLUSTER"/pids/*.pid 2>/dev/null) 2>/dev/null || true
+  BIN=$(bash "$HERE/build.sh")
+  KWOK_WORKDIR=$STATE/kwok "$BIN/kwokctl" start cluster --name vlm --timeout "$(scaled 120)s" \
+    >"$STATE/kwokctl-start.log" 2>&1 9>&- || {
+    tail -n 20 "$STATE/kwokctl-start.log" >&2
+    fail "kwokctl could not restart the cluster; component logs are in $CLUSTER/logs"
+  }
+  restarted=1
+fi
+if [[ -n $restarted ]] || healthy; then
+  :
 else
   BIN=$(bash "$HERE/build.sh")
   source "$HERE/versions.env"
@@ -88,13 +132,24 @@ componentsPatches:
 - name: kwok-controller
   extraArgs:
   - {key: node-ip, value: 127.0.0.1, override: true}
+- name: kube-apiserver
+  extraArgs:
+  - {key: service-cluster-ip-range, value: $SERVICE_RANGE, override: true}
 YAML
-  say "starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok"
+  # kwokctl picks free ports, then the components bind them: two starts at once on this machine
+  # could pick the same ones, so port picking and binding happen under one machine-wide lock.
+  exec 8>"$CACHE/cluster-ports.lock"
+  say "waiting for other local clusters to finish binding their ports"
+  flock 8
+  wait_seconds=$(scaled 120)
+  say "starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok" \
+    "(waiting up to ${wait_seconds}s; load factor $LOAD_FACTOR)"
   "$BIN/kwokctl" create cluster --name vlm --runtime binary --config "$STATE/kwokctl.yaml" \
-    --kubeconfig "$KUBECONFIG_PATH" --wait 120s >"$STATE/kwokctl.log" 2>&1 9>&- || {
+    --kubeconfig "$KUBECONFIG_PATH" --wait "${wait_seconds}s" >"$STATE/kwokctl.log" 2>&1 8>&- 9>&- || {
     tail -n 20 "$STATE/kwokctl.log" >&2
     fail "kwokctl could not start the cluster; component logs are in $CLUSTER/logs"
   }
+  flock -u 8
   chmod 600 "$KUBECONFIG_PATH"
 fi
 
@@ -105,9 +160,10 @@ say "ensuring the fake GPU nodes of $(basename "$FLEET"): $names"
 "$KUBECTL" apply -f - <<<"$nodes" >/dev/null
 others=$(printf 'metadata.name!=%s,' $names)
 "$KUBECTL" delete nodes -l type=kwok --field-selector "${others%,}" --wait=false >/dev/null
-"$KUBECTL" wait --for=condition=Ready nodes -l type=kwok --timeout=120s >/dev/null
+wait_for "the fake nodes to report Ready" 120 --for=condition=Ready nodes -l type=kwok
 # The controller manager is up when it has given the default namespace its service account.
-"$KUBECTL" wait --for=create serviceaccount/default --timeout=60s >/dev/null
+wait_for "the controller manager (the default service account)" 60 \
+  --for=create serviceaccount/default
 say "ready in $((SECONDS - started)) s: $(wc -w <<<"$names") GPU nodes, API server at" \
   "$("$KUBECTL" config view --minify -o jsonpath='{.clusters[0].cluster.server}')"
 echo "export KUBECONFIG=$KUBECONFIG_PATH"

@@ -47,8 +47,12 @@ class OperatorConfig(BaseModel):
     startup_safety_factor: Annotated[float, Field(ge=1)] = 2.0
     """Multiplier on the expected start time before the startup probe gives up."""
 
-    resync_seconds: Annotated[float, Field(gt=0)] = 30.0
-    """How often every VisionModel is reconciled even without events, to repair drift."""
+    resync_seconds: Annotated[float, Field(gt=0)] = 300.0
+    """How often every VisionModel is reconciled even without events, to repair drift. Watches
+    deliver every change; a resync of an unchanged VisionModel sends no request."""
+
+    reconcile_workers: Annotated[int, Field(ge=1, le=64)] = 4
+    """Threads that reconcile VisionModels; one VisionModel is never reconciled by two."""
 
     autoscale_seconds: Annotated[float, Field(gt=0)] = 15.0
     """How often the operator's autoscaler evaluates each VisionModel with driver operator."""

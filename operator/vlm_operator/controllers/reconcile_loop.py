@@ -1,9 +1,14 @@
-"""The reconcile loop: spec -> plan -> desired children -> apply -> observed -> status."""
+"""The reconcile loop: spec -> plan -> desired children -> apply -> observed -> status.
+
+Children are applied one by one: a child the API server refuses becomes a Stalled condition with
+the server's own reason and message, the others are still applied, and the caller retries the
+VisionModel with backoff. A child that already holds the intent is not written at all."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -13,9 +18,11 @@ from vlm_operator.api.constants import Reason
 from vlm_operator.api.v1alpha1 import ServiceSpec, VisionModelSpec
 from vlm_operator.controllers import metrics
 from vlm_operator.controllers.clock import utc_now
+from vlm_operator.controllers.intent import foreign_spec_write, up_to_date, with_intent
 from vlm_operator.controllers.planning import SpecError, plan_for
-from vlm_operator.controllers.state import Memory
+from vlm_operator.controllers.state import Memory, VisionModelMemory
 from vlm_operator.k8s.cluster import Cluster
+from vlm_operator.k8s.errors import Refusal, RefusedError
 from vlm_operator.render.autoscaling import (
     KEDA_CRD,
     render_horizontal_pod_autoscaler,
@@ -30,21 +37,73 @@ from vlm_operator.status.events import EventSink
 POD_MONITOR_CRD = "podmonitors.monitoring.coreos.com"
 
 
+@dataclass(frozen=True)
+class ChildFailure:
+    """One child the API server refused to apply."""
+
+    kind: str
+    namespace: str
+    name: str
+    refusal: Refusal
+
+    @property
+    def reason(self) -> str:
+        """CamelCase condition reason: the kind and the API server's Status reason."""
+        return f"{self.kind}{self.refusal.reason}"
+
+    def describe(self) -> str:
+        """The failure as a user reads it in the condition and the event."""
+        return (
+            f"applying {self.kind} {self.namespace}/{self.name} failed "
+            f"({self.refusal.code} {self.refusal.reason}): {self.refusal.message}"
+        )
+
+
 def _owned_by(body: Mapping[str, Any] | None, uid: str) -> bool:
     references = (body or {}).get("metadata", {}).get("ownerReferences", [])
     return any(reference.get("uid") == uid for reference in references)
 
 
-def _apply_scaling_driver(cluster: Cluster, source: RenderInput) -> tuple[str, str] | None:
+def _apply_child(
+    cluster: Cluster, entry: VisionModelMemory, manifest: Mapping[str, Any]
+) -> ChildFailure | None:
+    """Apply one child unless it already holds the intent; a refusal is returned, not raised."""
+    kind, metadata = manifest["kind"], manifest["metadata"]
+    annotated, digest = with_intent(manifest)
+    child = (kind, metadata["name"])
+    watched = cluster.cache.synced(kind)
+    if watched:
+        observed = cluster.cache.get(kind, metadata["namespace"], metadata["name"])
+        if up_to_date(observed, digest, entry.repaired.get(child)):
+            return None
+    elif entry.applied.get(child) == digest:
+        return None
+    try:
+        applied = cluster.apply(annotated)
+    except RefusedError as error:  # no answer at all raises on: the whole reconcile is retried
+        entry.applied.pop(child, None)
+        return ChildFailure(kind, metadata["namespace"], metadata["name"], error.refusal)
+    if watched:
+        entry.repaired[child] = foreign_spec_write(applied) if applied is not None else ""
+    else:
+        entry.applied[child] = digest
+    return None
+
+
+def _apply_scaling_driver(
+    cluster: Cluster, entry: VisionModelMemory, source: RenderInput, failures: list[ChildFailure]
+) -> tuple[str, str] | None:
     """Keep exactly one writer of spec.replicas: apply the chosen driver's object, delete the
-    other's. Returns a (reason, message) blocker when the chosen driver is not installed."""
+    other's (looked up only when the driver changed in this run). Returns a (reason, message)
+    blocker when the chosen driver is not installed."""
     scaling = source.spec.scaling
-    driver = scaling.driver if scaling is not None else None
+    driver = str(scaling.driver) if scaling is not None else ""
     keda_installed = cluster.has_crd(KEDA_CRD)
     blocker = None
+    failure = None
     if driver == "keda":
         if keda_installed:
-            cluster.apply(render_scaled_object(source))
+            failure = _apply_child(cluster, entry, render_scaled_object(source))
         else:
             blocker = (
                 Reason.AUTOSCALER_UNAVAILABLE,
@@ -52,13 +111,19 @@ def _apply_scaling_driver(cluster: Cluster, source: RenderInput) -> tuple[str, s
                 f"({KEDA_CRD}) is not installed; replicas stay as spec.replicas says.",
             )
     elif driver == "hpa":
-        cluster.apply(render_horizontal_pod_autoscaler(source))
+        failure = _apply_child(cluster, entry, render_horizontal_pod_autoscaler(source))
+    if failure is not None:
+        failures.append(failure)
+    if entry.driver == driver:
+        return blocker
     stale = [("autoscaling/v2", "HorizontalPodAutoscaler")] if driver != "hpa" else []
     if driver != "keda" and keda_installed:
         stale.append(("keda.sh/v1alpha1", "ScaledObject"))
     for api_version, kind in stale:
         if _owned_by(cluster.get(api_version, kind, source.namespace, source.name), source.uid):
             cluster.delete(api_version, kind, source.namespace, source.name)
+        entry.applied.pop((kind, source.name), None)
+    entry.driver = driver
     return blocker
 
 
@@ -69,31 +134,35 @@ def reconcile(
     namespace: str,
     name: str,
     post_event: EventSink,
-) -> None:
-    """Bring one VisionModel's children and status in line with its spec. Idempotent."""
+) -> bool:
+    """Bring one VisionModel's children and status in line with its spec. Idempotent. Returns
+    whether a child was refused, so the caller retries with backoff."""
     started = time.monotonic()
-    with memory.of(namespace, name).lock:
+    entry = memory.of(namespace, name)
+    with entry.lock:
         try:
-            _reconcile_locked(cluster, config, namespace, name, post_event)
+            refused = _reconcile_locked(cluster, config, entry, namespace, name, post_event)
         except Exception as error:
             metrics.RECONCILE_ERRORS.labels(type(error).__name__).inc()
             metrics.RECONCILES.labels("error").inc()
             raise
         finally:
             metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
-    metrics.RECONCILES.labels("ok").inc()
+    metrics.RECONCILES.labels("refused" if refused else "ok").inc()
+    return refused
 
 
 def _reconcile_locked(
     cluster: Cluster,
     config: OperatorConfig,
+    entry: VisionModelMemory,
     namespace: str,
     name: str,
     post_event: EventSink,
-) -> None:
+) -> bool:
     body = cluster.get_visionmodel(namespace, name)
-    if body is None:
-        return
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return False  # the garbage collector removes the children with their owner
     generation = int(body["metadata"].get("generation", 0))
     previous_status: Mapping[str, Any] = body.get("status") or {}
     raw_spec = body.get("spec", {})
@@ -103,6 +172,7 @@ def _reconcile_locked(
 
     stall_reason: str | None
     blocker: tuple[str, str] | None = None
+    failures: list[ChildFailure] = []
     try:
         spec = VisionModelSpec.model_validate(raw_spec)
         plan = plan_for(cluster, namespace, spec)
@@ -114,8 +184,12 @@ def _reconcile_locked(
         if plan.feasible:
             source = RenderInput(name, namespace, body["metadata"]["uid"], spec, plan, config)
             for child in render_children(source, pod_monitor=cluster.has_crd(POD_MONITOR_CRD)):
-                cluster.apply(child)
-            blocker = _apply_scaling_driver(cluster, source)
+                failure = _apply_child(cluster, entry, child)
+                if failure is not None:
+                    failures.append(failure)
+            blocker = _apply_scaling_driver(cluster, entry, source, failures)
+    if failures:
+        blocker = (failures[0].reason, "; ".join(failure.describe() for failure in failures))
 
     deployment = cluster.get("apps/v1", "Deployment", namespace, name)
     ready = int((deployment or {}).get("status", {}).get("readyReplicas", 0))
@@ -148,3 +222,4 @@ def _reconcile_locked(
         desired=desired_replicas,
         ready=ready,
     )
+    return bool(failures)

@@ -11,6 +11,12 @@ from vlm_operator.controllers import metrics
 Key = tuple[str, str]
 """(namespace, name) of a VisionModel."""
 
+ChildKey = tuple[str, str]
+"""(kind, name) of one child of a VisionModel."""
+
+UNKNOWN = "?"
+"""The scaling driver before this run reconciled the VisionModel once."""
+
 
 @dataclass
 class VisionModelMemory:
@@ -20,6 +26,13 @@ class VisionModelMemory:
     """Held by the reconcile and by the autoscaler: the two never interleave on one object."""
     history: History | None = None
     """The autoscaler's recent recommendations; None until its first pass."""
+    applied: dict[ChildKey, str] = field(default_factory=dict)
+    """Intent digest this run applied last, per child of a kind the operator does not watch."""
+    repaired: dict[ChildKey, str] = field(default_factory=dict)
+    """Per watched child: the time of another manager's spec write the operator already
+    answered with an apply (a write to fields it does not own stays newer than its own)."""
+    driver: str = UNKNOWN
+    """The scaling driver whose objects the last successful reconcile left in place."""
 
 
 class Memory:

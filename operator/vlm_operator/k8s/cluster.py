@@ -1,18 +1,31 @@
-"""The only code that talks to the API server: server-side apply, reads and status writes."""
+"""The only code that talks to the API server: server-side apply, reads and status writes.
+
+Reads of the kinds the operator watches (VisionModels, their Deployments, Services and
+PodDisruptionBudgets, Nodes) are served from the watch-fed cache once it is seeded; writes go to
+the API server and their responses refresh the cache. Every request has a timeout and no hidden
+retries: the work queue retries, with backoff per object."""
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from vlm_operator.api import constants as c
+from vlm_operator.k8s.cache import WatchCache
+from vlm_operator.k8s.errors import RefusedError, refusal
 
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 MERGE_CONTENT_TYPE = "application/merge-patch+json"
+
+REQUEST_TIMEOUT = (5.0, 20.0)
+"""Seconds to connect and to read one answer: a stopped API server or etcd fails a request
+instead of holding a worker."""
 
 CRD_CACHE_SECONDS = 60.0
 """How long a CustomResourceDefinition's presence is trusted before it is read again."""
@@ -29,6 +42,15 @@ PLURALS = {
 }
 
 
+SEEDED_KINDS = (
+    (c.API_VERSION, c.KIND),
+    ("apps/v1", "Deployment"),
+    ("v1", "Service"),
+    ("policy/v1", "PodDisruptionBudget"),
+)
+"""The namespaced kinds read from the watch-fed cache (Nodes are too)."""
+
+
 def _split_api_version(api_version: str) -> tuple[str, str]:
     group, _, version = api_version.rpartition("/")
     return group, version
@@ -37,8 +59,9 @@ def _split_api_version(api_version: str) -> tuple[str, str]:
 class Cluster:
     """A thin, typed facade over the Kubernetes client for the operator's few operations."""
 
-    def __init__(self, api_client: client.ApiClient) -> None:
+    def __init__(self, api_client: client.ApiClient, cache: WatchCache | None = None) -> None:
         self._api = api_client
+        self.cache = cache if cache is not None else WatchCache()
         self._core = client.CoreV1Api(api_client)
         self._objects = client.CustomObjectsApi(api_client)
         self._extensions = client.ApiextensionsV1Api(api_client)
@@ -47,14 +70,24 @@ class Cluster:
     @classmethod
     def connect(cls) -> Cluster:
         """Connect with the in-cluster service account, or else the current kubeconfig."""
+        configuration = client.Configuration()
         try:
-            config.load_incluster_config()
+            config.load_incluster_config(client_configuration=configuration)
         except config.ConfigException:
-            config.load_kube_config()
-        return cls(client.ApiClient())
+            config.load_kube_config(client_configuration=configuration)
+        configuration.retries = False  # the work queue retries, with backoff per object
+        return cls(client.ApiClient(configuration))
 
-    def apply(self, manifest: Mapping[str, Any]) -> None:
-        """Server-side apply one namespaced object with the operator's field manager."""
+    def _serialized(self, response: Any) -> dict[str, Any]:
+        if isinstance(response, dict):
+            return response
+        return cast(dict[str, Any], self._api.sanitize_for_serialization(response))
+
+    def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Server-side apply one namespaced object with the operator's field manager; returns
+        the object as the API server stored it (None when it was created: the client decodes
+        only 200 answers of custom objects, and the watch delivers it). An error answer raises
+        RefusedError."""
         metadata = manifest["metadata"]
         group, version = _split_api_version(manifest["apiVersion"])
         plural = PLURALS[manifest["kind"]]
@@ -62,30 +95,46 @@ class Cluster:
             "field_manager": c.FIELD_MANAGER,
             "force": True,
             "_content_type": APPLY_CONTENT_TYPE,
+            "_request_timeout": REQUEST_TIMEOUT,
         }
-        if not group:
-            if manifest["kind"] != "Service":
-                raise ValueError(f"unsupported core kind {manifest['kind']}")
-            self._core.patch_namespaced_service(
-                metadata["name"], metadata["namespace"], dict(manifest), **options
-            )
-            return
-        self._objects.patch_namespaced_custom_object(
-            group,
-            version,
-            metadata["namespace"],
-            plural,
-            metadata["name"],
-            dict(manifest),
-            **options,
-        )
+        if not group and manifest["kind"] != "Service":
+            raise ValueError(f"unsupported core kind {manifest['kind']}")
+        response: Any
+        try:
+            if not group:
+                response = self._core.patch_namespaced_service(
+                    metadata["name"], metadata["namespace"], dict(manifest), **options
+                )
+            else:
+                response = self._objects.patch_namespaced_custom_object(
+                    group,
+                    version,
+                    metadata["namespace"],
+                    plural,
+                    metadata["name"],
+                    dict(manifest),
+                    **options,
+                )
+        except ApiException as error:
+            if not error.status:
+                raise
+            raise RefusedError(refusal(error)) from error
+        if response is None:
+            return None
+        applied = self._serialized(response)
+        if self.cache.synced(manifest["kind"]):
+            self.cache.put(manifest["kind"], applied)
+        return applied
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        """Read one object of a non-core group, or None when it does not exist."""
+        """Read one object of a non-core group (from the cache when the kind is watched), or
+        None when it does not exist."""
+        if self.cache.synced(kind):
+            return self.cache.get(kind, namespace, name)
         group, version = _split_api_version(api_version)
         try:
             found = self._objects.get_namespaced_custom_object(
-                group, version, namespace, PLURALS[kind], name
+                group, version, namespace, PLURALS[kind], name, _request_timeout=REQUEST_TIMEOUT
             )
         except ApiException as error:
             if error.status == 404:
@@ -98,7 +147,7 @@ class Cluster:
         group, version = _split_api_version(api_version)
         try:
             self._objects.delete_namespaced_custom_object(
-                group, version, namespace, PLURALS[kind], name
+                group, version, namespace, PLURALS[kind], name, _request_timeout=REQUEST_TIMEOUT
             )
         except ApiException as error:
             if error.status != 404:
@@ -109,14 +158,57 @@ class Cluster:
         return self.get(c.API_VERSION, c.KIND, namespace, name)
 
     def list_nodes(self) -> list[dict[str, Any]]:
-        """Every Node, as plain dicts."""
-        nodes = self._core.list_node()
-        serialized = cast(dict[str, Any], self._api.sanitize_for_serialization(nodes))
-        return list(serialized.get("items", []))
+        """Every Node, as plain dicts: from the cache once it is seeded."""
+        if self.cache.synced("Node"):
+            return self.cache.bodies("Node")
+        nodes = self._core.list_node(_request_timeout=REQUEST_TIMEOUT)
+        return list(self._serialized(nodes).get("items", []))
+
+    def seed_cache(self, namespaces: list[str]) -> None:
+        """List Nodes, VisionModels and the operator's children once, before the watches start,
+        so reads are served from the cache from the first reconcile on (every namespace when
+        none is given)."""
+        self.cache.replace_all("Node", list(self.list_nodes()))
+        children = f"{c.LABEL_MANAGED_BY}={c.FIELD_MANAGER}"
+        for api_version, kind in SEEDED_KINDS:
+            selector = "" if kind == c.KIND else children
+            items: list[Mapping[str, Any]] = []
+            scopes: list[str | None] = list(namespaces) or [None]
+            for namespace in scopes:
+                items += self._list(api_version, kind, namespace, selector)
+            self.cache.replace_all(kind, items)
+
+    def _list(
+        self, api_version: str, kind: str, namespace: str | None, selector: str
+    ) -> list[dict[str, Any]]:
+        options: dict[str, Any] = {"label_selector": selector, "_request_timeout": REQUEST_TIMEOUT}
+        group, version = _split_api_version(api_version)
+        found: Any
+        if not group:  # Services, the only core kind among the children
+            found = (
+                self._core.list_namespaced_service(namespace, **options)
+                if namespace
+                else self._core.list_service_for_all_namespaces(**options)
+            )
+        elif namespace:
+            found = self._objects.list_namespaced_custom_object(
+                group, version, namespace, PLURALS[kind], **options
+            )
+        else:
+            found = self._objects.list_cluster_custom_object(
+                group, version, PLURALS[kind], **options
+            )
+        items = list(self._serialized(found).get("items", []))
+        for item in items:  # list responses leave kind and apiVersion off their items
+            item.setdefault("kind", kind)
+            item.setdefault("apiVersion", api_version)
+        return items
 
     def unschedulable_pods(self, namespace: str, selector: str) -> list[str]:
         """Scheduler messages of the selected pods that cannot be placed."""
-        pods = self._core.list_namespaced_pod(namespace, label_selector=selector)
+        pods = self._core.list_namespaced_pod(
+            namespace, label_selector=selector, _request_timeout=REQUEST_TIMEOUT
+        )
         messages = []
         for pod in pods.items:
             conditions = pod.status.conditions if pod.status is not None else None
@@ -131,7 +223,9 @@ class Cluster:
 
     def ready_pod_addresses(self, namespace: str, selector: str) -> dict[str, str]:
         """Pod name to IP of the selected pods that are Ready."""
-        pods = self._core.list_namespaced_pod(namespace, label_selector=selector)
+        pods = self._core.list_namespaced_pod(
+            namespace, label_selector=selector, _request_timeout=REQUEST_TIMEOUT
+        )
         addresses = {}
         for pod in pods.items:
             status = pod.status
@@ -144,7 +238,9 @@ class Cluster:
     def read_config_map_key(self, namespace: str, name: str, key: str) -> str | None:
         """One key of a ConfigMap, or None when the ConfigMap or the key is missing."""
         try:
-            config_map = self._core.read_namespaced_config_map(name, namespace)
+            config_map = self._core.read_namespaced_config_map(
+                name, namespace, _request_timeout=REQUEST_TIMEOUT
+            )
         except ApiException as error:
             if error.status == 404:
                 return None
@@ -161,7 +257,7 @@ class Cluster:
         if seen is not None and now - seen[0] < CRD_CACHE_SECONDS:
             return seen[1]
         try:
-            self._extensions.read_custom_resource_definition(name)
+            self._extensions.read_custom_resource_definition(name, _request_timeout=REQUEST_TIMEOUT)
             installed = True
         except ApiException as error:
             if error.status != 404:
@@ -174,7 +270,7 @@ class Cluster:
         self, namespace: str, name: str, status: Mapping[str, Any]
     ) -> None:
         """Merge-patch the status subresource; lists in it are replaced whole."""
-        self._objects.patch_namespaced_custom_object_status(
+        response = self._objects.patch_namespaced_custom_object_status(
             c.GROUP,
             c.VERSION,
             namespace,
@@ -182,6 +278,43 @@ class Cluster:
             name,
             {"status": dict(status)},
             _content_type=MERGE_CONTENT_TYPE,
+            _request_timeout=REQUEST_TIMEOUT,
+        )
+        if self.cache.synced(c.KIND):
+            self.cache.put(c.KIND, self._serialized(response))
+
+    def post_event(
+        self, involved: Mapping[str, Any], event_type: str, reason: str, message: str
+    ) -> None:
+        """Create a core/v1 Event about an object, as kubectl describe shows them."""
+        metadata = involved.get("metadata", {})
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event: Any = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "generateName": f"{metadata['name']}.",
+                "namespace": metadata["namespace"],
+            },
+            "involvedObject": {
+                "apiVersion": involved.get("apiVersion", c.API_VERSION),
+                "kind": involved.get("kind", c.KIND),
+                "name": metadata["name"],
+                "namespace": metadata["namespace"],
+                "uid": metadata.get("uid"),
+            },
+            "type": event_type,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": c.FIELD_MANAGER},
+            "reportingComponent": c.FIELD_MANAGER,
+            "reportingInstance": socket.gethostname(),
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        self._core.create_namespaced_event(
+            metadata["namespace"], event, _request_timeout=REQUEST_TIMEOUT
         )
 
     def scale_visionmodel(self, namespace: str, name: str, replicas: int) -> None:
@@ -194,4 +327,5 @@ class Cluster:
             name,
             {"spec": {"replicas": replicas}},
             _content_type=MERGE_CONTENT_TYPE,
+            _request_timeout=REQUEST_TIMEOUT,
         )
