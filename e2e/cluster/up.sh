@@ -20,6 +20,9 @@ SERVICE_RANGE=${VLM_CLUSTER_SERVICE_RANGE:-10.96.0.0/16}
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/vlm-operator
 mkdir -p "$STATE" "$CACHE"
 STATE=$(cd "$STATE" && pwd)
+# A key prefix of its own in etcd: an API server that ever reached another local cluster's etcd
+# (a port taken over while its own etcd was down) sees none of that cluster's objects.
+ETCD_PREFIX=/registry-$(sha256sum <<<"$STATE" | cut -c1-12)
 CLUSTER=$STATE/kwok/clusters/vlm
 KUBECONFIG_PATH=$STATE/kubeconfig
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok-controller)
@@ -90,11 +93,22 @@ restarted=""
 if healthy; then
   say "reusing the running cluster in $STATE"
 elif [[ -f $CLUSTER/kwok.yaml && -f $KUBECONFIG_PATH && -d $CLUSTER/etcd ]]; then
-  # A component crashed or the machine rebooted: start what is not running, keeping the data.
+  # A component crashed or the machine rebooted: kwokctl starts the components that are not
+  # running, from the recorded configuration, so ports, CA and etcd's data are kept.
   dead=$(dead_components | xargs)
-  say "restarting ${dead:-every component} in $STATE (ports, CA and data are kept)"
-  # shellcheck disable=SC2086
-  [[ -z $dead ]] || kill -9 $(cat "$CLUSTER"/pids/*.pid 2>/dev/null) 2>/dev/null || true
+  say "restarting ${dead:-the unresponsive cluster} in $STATE (ports, CA and data are kept)"
+  # A dead component's ports are free for anyone: if another process took one, stop here
+  # rather than start next to it (kwokctl would report success and the component would exit).
+  for component in $dead; do
+    # In kwok.yaml a component's "  name:" line comes before its "    port:" lines.
+    for port in $(awk -v name="$component" '/^- / { found = 0 }
+        $0 == "  name: " name { found = 1 } found && /^    port: / { print $2 }' \
+      "$CLUSTER/kwok.yaml"); do
+      holder=$(ss -ltnpH "sport = :$port" 2>/dev/null | head -n 1)
+      [[ -z $holder ]] || fail "port $port of $component is now held by another process" \
+        "($holder); run 'make cluster-down' to start a fresh cluster"
+    done
+  done
   BIN=$(bash "$HERE/build.sh")
   KWOK_WORKDIR=$STATE/kwok "$BIN/kwokctl" start cluster --name vlm --timeout "$(scaled 120)s" \
     >"$STATE/kwokctl-start.log" 2>&1 9>&- || {
@@ -121,13 +135,34 @@ else
   export KWOK_CONTROLLER_BINARY=$BIN/kwok
   export KWOK_KUBECTL_BINARY=$KUBECTL
   rm -f "$KUBECONFIG_PATH"
-  # Every component listens on 127.0.0.1 (kwokctl picks free ports), and kwok reports 127.0.0.1
+  # Every component listens on 127.0.0.1, and kwok reports 127.0.0.1
   # as each node's address, so nothing ever routes to the fake pod network.
+  # kwokctl would pick free ports from one range shared by every local cluster on the machine,
+  # and a component that is down frees its ports for the next cluster to start. Each state
+  # directory gets a block of six ports of its own instead, chosen by hashing its path into
+  # 20000-29999 (the next free block if that one is taken), under a machine-wide lock.
+  exec 8>"$CACHE/cluster-ports.lock"
+  say "waiting for other local clusters to finish choosing their ports"
+  flock 8
+  block=$((16#$(sha256sum <<<"$STATE" | cut -c1-6) % 1666))
+  for _ in $(seq 1666); do
+    base=$((20000 + block * 6))
+    taken=$(ss -ltnH 2>/dev/null | awk -v lo="$base" -v hi=$((base + 5)) \
+      '{ n = split($4, a, ":"); p = a[n] + 0; if (p >= lo && p <= hi) print p }')
+    [[ -n $taken ]] || break
+    block=$(((block + 1) % 1666))
+  done
   cat >"$STATE/kwokctl.yaml" <<YAML
 apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokctlConfiguration
 options:
   bindAddress: 127.0.0.1
+  kubeApiserverPort: $base
+  etcdPort: $((base + 1))
+  etcdPeerPort: $((base + 2))
+  kubeControllerManagerPort: $((base + 3))
+  kubeSchedulerPort: $((base + 4))
+  kwokControllerPort: $((base + 5))
 componentsPatches:
 - name: kwok-controller
   extraArgs:
@@ -135,12 +170,8 @@ componentsPatches:
 - name: kube-apiserver
   extraArgs:
   - {key: service-cluster-ip-range, value: $SERVICE_RANGE, override: true}
+  - {key: etcd-prefix, value: $ETCD_PREFIX, override: true}
 YAML
-  # kwokctl picks free ports, then the components bind them: two starts at once on this machine
-  # could pick the same ones, so port picking and binding happen under one machine-wide lock.
-  exec 8>"$CACHE/cluster-ports.lock"
-  say "waiting for other local clusters to finish binding their ports"
-  flock 8
   wait_seconds=$(scaled 120)
   say "starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok" \
     "(waiting up to ${wait_seconds}s; load factor $LOAD_FACTOR)"

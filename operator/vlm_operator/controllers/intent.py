@@ -26,6 +26,19 @@ def with_intent(manifest: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
     return annotated, digest
 
 
+GENERATION_KINDS = frozenset({"Deployment", "PodDisruptionBudget"})
+"""Kinds whose metadata.generation counts spec changes; for the others (Services) every write
+changes the resourceVersion, and nothing but spec writers touches them."""
+
+
+def fingerprint(kind: str, observed: Mapping[str, Any]) -> str:
+    """What changes when anyone changes the child's spec."""
+    metadata = observed.get("metadata", {})
+    if kind in GENERATION_KINDS:
+        return f"generation={metadata.get('generation')}"
+    return f"resourceVersion={metadata.get('resourceVersion')}"
+
+
 def _touches_spec(entry: Mapping[str, Any]) -> bool:
     if entry.get("subresource") == "scale":
         return True
@@ -34,9 +47,9 @@ def _touches_spec(entry: Mapping[str, Any]) -> bool:
     return "f:spec" in (entry.get("fieldsV1") or {})
 
 
-def foreign_spec_write(observed: Mapping[str, Any]) -> str:
-    """The time of the newest write to the spec by another field manager that is newer than the
-    operator's own apply ("" when there is none): someone changed what the operator owns."""
+def foreign_spec_write(observed: Mapping[str, Any]) -> bool:
+    """Whether another field manager wrote the spec after the operator's own last apply (by
+    managedFields times, whole seconds: used only when no fingerprint is remembered)."""
     entries = observed.get("metadata", {}).get("managedFields") or []
     ours = [
         str(entry.get("time", ""))
@@ -44,24 +57,25 @@ def foreign_spec_write(observed: Mapping[str, Any]) -> str:
         if entry.get("manager") == c.FIELD_MANAGER and not entry.get("subresource")
     ]
     if not ours:
-        return "~"  # never applied by the operator: sorts after every timestamp
-    theirs = [
-        str(entry.get("time", ""))
+        return True
+    return any(
+        str(entry.get("time", "")) > max(ours)
         for entry in entries
         if entry.get("manager") != c.FIELD_MANAGER and _touches_spec(entry)
-    ]
-    newer = [time for time in theirs if time > max(ours)]
-    return max(newer, default="")
+    )
 
 
-def up_to_date(observed: Mapping[str, Any] | None, digest: str, repaired: str | None) -> bool:
-    """Whether the observed child already holds this intent and nobody else changed its spec
-    since, except a change the operator already answered with an apply (`repaired` is the
-    foreign write time it answered; applying again would change nothing)."""
+def up_to_date(
+    kind: str, observed: Mapping[str, Any] | None, digest: str, remembered: str | None
+) -> bool:
+    """Whether the observed child holds this intent and nobody changed its spec since the
+    operator's apply: by the fingerprint remembered right after that apply, or, without one
+    (the first look after a start or a create), by the times in managedFields."""
     if observed is None:
         return False
     annotations = observed.get("metadata", {}).get("annotations") or {}
     if annotations.get(INTENT_ANNOTATION) != digest:
         return False
-    foreign = foreign_spec_write(observed)
-    return foreign == "" or foreign == repaired
+    if remembered is not None:
+        return fingerprint(kind, observed) == remembered
+    return not foreign_spec_write(observed)

@@ -18,7 +18,7 @@ from vlm_operator.api.constants import Reason
 from vlm_operator.api.v1alpha1 import ServiceSpec, VisionModelSpec
 from vlm_operator.controllers import metrics
 from vlm_operator.controllers.clock import utc_now
-from vlm_operator.controllers.intent import foreign_spec_write, up_to_date, with_intent
+from vlm_operator.controllers.intent import fingerprint, up_to_date, with_intent
 from vlm_operator.controllers.planning import SpecError, plan_for
 from vlm_operator.controllers.state import Memory, VisionModelMemory
 from vlm_operator.k8s.cluster import Cluster
@@ -74,7 +74,10 @@ def _apply_child(
     watched = cluster.cache.synced(kind)
     if watched:
         observed = cluster.cache.get(kind, metadata["namespace"], metadata["name"])
-        if up_to_date(observed, digest, entry.repaired.get(child)):
+        if observed is not None and up_to_date(
+            kind, observed, digest, entry.fingerprints.get(child)
+        ):
+            entry.fingerprints[child] = fingerprint(kind, observed)
             return None
     elif entry.applied.get(child) == digest:
         return None
@@ -82,9 +85,12 @@ def _apply_child(
         applied = cluster.apply(annotated)
     except RefusedError as error:  # no answer at all raises on: the whole reconcile is retried
         entry.applied.pop(child, None)
+        entry.fingerprints.pop(child, None)
         return ChildFailure(kind, metadata["namespace"], metadata["name"], error.refusal)
-    if watched:
-        entry.repaired[child] = foreign_spec_write(applied) if applied is not None else ""
+    if watched and applied is not None:
+        entry.fingerprints[child] = fingerprint(kind, applied)
+    elif watched:  # created: the first version the watch delivers is the operator's own
+        entry.fingerprints.pop(child, None)
     else:
         entry.applied[child] = digest
     return None

@@ -47,7 +47,9 @@ class FaultLog:
         )
 
     def succeeded(self) -> None:
-        """A request got through: every active cause has cleared."""
+        """A request or a watch event got through: every active cause has cleared."""
+        if not self._active:
+            return
         with self._guard:
             cleared, self._active = self._active, set()
         for cause in sorted(cleared):
@@ -122,6 +124,7 @@ class Runner:
     def visionmodel_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         """A VisionModel was listed, added, changed or deleted. Only spec changes (a new
         generation) and new objects are queued: status writes do not cause reconciles."""
+        self.faults.succeeded()  # an event arrived: the watches are connected
         metadata = body.get("metadata", {})
         key = (str(metadata.get("namespace")), str(metadata.get("name")))
         cache = self.cluster.cache
@@ -136,6 +139,7 @@ class Runner:
 
     def child_event(self, kind: str, event_type: str | None, body: Mapping[str, Any]) -> None:
         """A child changed or vanished: reconcile its owner, which restores and reports."""
+        self.faults.succeeded()
         metadata = body.get("metadata", {})
         cache = self.cluster.cache
         if event_type == "DELETED":
@@ -148,6 +152,7 @@ class Runner:
 
     def node_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         """A node changed: keep the cache the planner reads current."""
+        self.faults.succeeded()
         if event_type == "DELETED":
             self.cluster.cache.remove("Node", "", str(body.get("metadata", {}).get("name")))
         else:

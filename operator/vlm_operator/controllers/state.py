@@ -28,9 +28,9 @@ class VisionModelMemory:
     """The autoscaler's recent recommendations; None until its first pass."""
     applied: dict[ChildKey, str] = field(default_factory=dict)
     """Intent digest this run applied last, per child of a kind the operator does not watch."""
-    repaired: dict[ChildKey, str] = field(default_factory=dict)
-    """Per watched child: the time of another manager's spec write the operator already
-    answered with an apply (a write to fields it does not own stays newer than its own)."""
+    fingerprints: dict[ChildKey, str] = field(default_factory=dict)
+    """Per watched child: its fingerprint as the operator last applied or verified it; a
+    different one means someone else changed the spec."""
     driver: str = UNKNOWN
     """The scaling driver whose objects the last successful reconcile left in place."""
 

@@ -77,4 +77,4 @@ def describe_unreachable(error: Exception) -> str:
     cause: BaseException = error
     while cause.__cause__ is not None or cause.__context__ is not None:
         cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
-    return f"{type(cause).__name__}: {str(cause).split(': ')[-1][:200]}"
+    return type(cause).__name__
