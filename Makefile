@@ -74,4 +74,7 @@ bench-autoscale: $(STAMP) ## the fleet simulation: this policy against queue-onl
 demo: $(STAMP) ## the quickstart: control plane, operator and an example VisionModel that becomes Ready
 	@bash e2e/demo.sh
 
-.PHONY: demo bench-planner bench-autoscale
+bench-scale: $(STAMP) ## 1,000 VisionModels over 300 fake GPU nodes against kubectl apply (own cluster)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/bench_scale.py
+
+.PHONY: demo bench-planner bench-autoscale bench-scale

@@ -384,13 +384,15 @@ def measure(env: dict[str, str], args: argparse.Namespace, count: int) -> dict[s
     ]
     if args.profile:
         command = [
-            "py-spy",
+            str(Path(sys.executable).with_name("py-spy")),
             "record",
             "--subprocesses",
+            "--idle",
+            "--threads",
             "-o",
             str(args.profile),
             "--format",
-            "speedscope",
+            "raw",
             "--",
             *command,
         ]

@@ -26,3 +26,12 @@ def test_reads_are_copies_and_seeding_marks_the_kind_synced() -> None:
     read = cache.bodies("Node")
     read[0]["metadata"]["name"] = "changed"
     assert cache.names("Node") == [("", "a")]
+
+
+def test_a_snapshot_is_rebuilt_only_after_a_change() -> None:
+    cache = WatchCache()
+    cache.replace_all("Node", [body("a", "1")])
+    first = cache.snapshot("Node")
+    assert cache.snapshot("Node") is first
+    cache.put("Node", body("b", "2"))
+    assert {item["metadata"]["name"] for item in cache.snapshot("Node")} == {"a", "b"}

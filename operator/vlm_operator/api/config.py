@@ -51,7 +51,7 @@ class OperatorConfig(BaseModel):
     """How often every VisionModel is reconciled even without events, to repair drift. Watches
     deliver every change; a resync of an unchanged VisionModel sends no request."""
 
-    reconcile_workers: Annotated[int, Field(ge=1, le=64)] = 4
+    reconcile_workers: Annotated[int, Field(ge=1, le=64)] = 8
     """Threads that reconcile VisionModels; one VisionModel is never reconciled by two."""
 
     autoscale_seconds: Annotated[float, Field(gt=0)] = 15.0

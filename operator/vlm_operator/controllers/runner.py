@@ -19,6 +19,7 @@ from vlm_operator.controllers.state import Key, Memory, forget_visionmodel
 from vlm_operator.controllers.workqueue import WorkQueue
 from vlm_operator.k8s.cluster import Cluster
 from vlm_operator.k8s.errors import cause_of, is_outage
+from vlm_operator.render.labels import VISIONMODEL_LABEL
 from vlm_operator.status.events import Event
 
 logger = logging.getLogger(__name__)
@@ -149,6 +150,19 @@ class Runner:
         for reference in metadata.get("ownerReferences", []):
             if reference.get("kind") == c.KIND and reference.get("controller"):
                 self.queue.add((str(metadata.get("namespace")), str(reference["name"])))
+
+    def pod_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """A vLLM pod changed: its VisionModel reports scheduling problems from the cache."""
+        self.faults.succeeded()
+        metadata = body.get("metadata", {})
+        namespace = str(metadata.get("namespace"))
+        if event_type == "DELETED":
+            self.cluster.cache.remove("Pod", namespace, str(metadata.get("name")))
+        else:
+            self.cluster.cache.put("Pod", body)
+        owner = (metadata.get("labels") or {}).get(VISIONMODEL_LABEL)
+        if owner:
+            self.queue.add((namespace, str(owner)))
 
     def node_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         """A node changed: keep the cache the planner reads current."""

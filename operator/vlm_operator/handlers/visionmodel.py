@@ -49,6 +49,11 @@ def register(registry: kopf.OperatorRegistry) -> None:
     watch_child("", "services", "Service")
     watch_child("policy", "poddisruptionbudgets", "PodDisruptionBudget")
 
+    @kopf.on.event("", "v1", "pods", labels=CHILD_LABELS, registry=registry)
+    async def pod_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+        """A vLLM pod changed: scheduling problems are read from the cache."""
+        memo["runner"].pod_event(event["type"], event["object"])
+
     @kopf.on.event("", "v1", "nodes", registry=registry)
     async def node_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
         """A node changed: the planner reads nodes from the cache."""

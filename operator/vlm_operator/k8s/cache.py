@@ -23,6 +23,7 @@ class WatchCache:
     def __init__(self) -> None:
         self._objects: dict[CacheKey, dict[str, Any]] = {}
         self._synced: set[str] = set()
+        self._snapshots: dict[str, tuple[dict[str, Any], ...]] = {}
         self._guard = threading.Lock()
 
     @staticmethod
@@ -41,11 +42,13 @@ class WatchCache:
             if incoming is not None and current is not None and incoming < current:
                 return
             self._objects[key] = copy.deepcopy(dict(body))
+            self._snapshots.pop(kind, None)
 
     def remove(self, kind: str, namespace: str, name: str) -> None:
         """Forget a deleted object."""
         with self._guard:
             self._objects.pop((kind, namespace, name), None)
+            self._snapshots.pop(kind, None)
 
     def replace_all(self, kind: str, bodies: Sequence[Mapping[str, Any]]) -> None:
         """Seed one kind from a full list and mark it synced: from now on its reads are served
@@ -56,6 +59,7 @@ class WatchCache:
             for body in bodies:
                 self._objects[self.key(kind, body)] = copy.deepcopy(dict(body))
             self._synced.add(kind)
+            self._snapshots.pop(kind, None)
 
     def synced(self, kind: str) -> bool:
         """Whether reads of this kind may be served from the cache."""
@@ -72,6 +76,16 @@ class WatchCache:
         """Copies of every object of a kind."""
         with self._guard:
             return [copy.deepcopy(body) for key, body in self._objects.items() if key[0] == kind]
+
+    def snapshot(self, kind: str) -> tuple[dict[str, Any], ...]:
+        """Every object of a kind, shared and not copied: callers must not modify them. Built
+        once per change of the kind (the planner reads every node on every reconcile)."""
+        with self._guard:
+            found = self._snapshots.get(kind)
+            if found is None:
+                found = tuple(body for key, body in self._objects.items() if key[0] == kind)
+                self._snapshots[kind] = found
+            return found
 
     def names(self, kind: str) -> list[tuple[str, str]]:
         """(namespace, name) of every object of a kind."""

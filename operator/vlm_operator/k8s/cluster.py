@@ -36,6 +36,7 @@ PLURALS = {
     "Deployment": "deployments",
     "Service": "services",
     "PodDisruptionBudget": "poddisruptionbudgets",
+    "Pod": "pods",
     "PodMonitor": "podmonitors",
     "ScaledObject": "scaledobjects",
     "HorizontalPodAutoscaler": "horizontalpodautoscalers",
@@ -47,6 +48,7 @@ SEEDED_KINDS = (
     ("apps/v1", "Deployment"),
     ("v1", "Service"),
     ("policy/v1", "PodDisruptionBudget"),
+    ("v1", "Pod"),
 )
 """The namespaced kinds read from the watch-fed cache (Nodes are too)."""
 
@@ -158,9 +160,9 @@ class Cluster:
         return self.get(c.API_VERSION, c.KIND, namespace, name)
 
     def list_nodes(self) -> list[dict[str, Any]]:
-        """Every Node, as plain dicts: from the cache once it is seeded."""
+        """Every Node, as plain dicts: from the cache once it is seeded (shared, read-only)."""
         if self.cache.synced("Node"):
-            return self.cache.bodies("Node")
+            return list(self.cache.snapshot("Node"))
         nodes = self._core.list_node(_request_timeout=REQUEST_TIMEOUT)
         return list(self._serialized(nodes).get("items", []))
 
@@ -184,7 +186,13 @@ class Cluster:
         options: dict[str, Any] = {"label_selector": selector, "_request_timeout": REQUEST_TIMEOUT}
         group, version = _split_api_version(api_version)
         found: Any
-        if not group:  # Services, the only core kind among the children
+        if not group and kind == "Pod":
+            found = (
+                self._core.list_namespaced_pod(namespace, **options)
+                if namespace
+                else self._core.list_pod_for_all_namespaces(**options)
+            )
+        elif not group:
             found = (
                 self._core.list_namespaced_service(namespace, **options)
                 if namespace
@@ -204,35 +212,41 @@ class Cluster:
             item.setdefault("apiVersion", api_version)
         return items
 
+    def _pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """The selected pods (a selector of key=value pairs), from the cache once seeded."""
+        if self.cache.synced("Pod"):
+            wanted = dict(pair.split("=", 1) for pair in selector.split(",") if pair)
+            return [
+                pod
+                for pod in self.cache.snapshot("Pod")
+                if pod.get("metadata", {}).get("namespace") == namespace
+                and wanted.items() <= (pod["metadata"].get("labels") or {}).items()
+            ]
+        return self._list("v1", "Pod", namespace, selector)
+
     def unschedulable_pods(self, namespace: str, selector: str) -> list[str]:
         """Scheduler messages of the selected pods that cannot be placed."""
-        pods = self._core.list_namespaced_pod(
-            namespace, label_selector=selector, _request_timeout=REQUEST_TIMEOUT
-        )
         messages = []
-        for pod in pods.items:
-            conditions = pod.status.conditions if pod.status is not None else None
-            for condition in conditions or []:
+        for pod in self._pods(namespace, selector):
+            for condition in pod.get("status", {}).get("conditions") or []:
                 if (
-                    condition.type == "PodScheduled"
-                    and condition.status == "False"
-                    and condition.reason == "Unschedulable"
+                    condition.get("type") == "PodScheduled"
+                    and condition.get("status") == "False"
+                    and condition.get("reason") == "Unschedulable"
                 ):
-                    messages.append(str(condition.message or "unschedulable"))
+                    messages.append(str(condition.get("message") or "unschedulable"))
         return messages
 
     def ready_pod_addresses(self, namespace: str, selector: str) -> dict[str, str]:
         """Pod name to IP of the selected pods that are Ready."""
-        pods = self._core.list_namespaced_pod(
-            namespace, label_selector=selector, _request_timeout=REQUEST_TIMEOUT
-        )
         addresses = {}
-        for pod in pods.items:
-            status = pod.status
-            if status is None or not status.pod_ip or pod.metadata is None:
-                continue
-            if any(c.type == "Ready" and c.status == "True" for c in status.conditions or []):
-                addresses[str(pod.metadata.name)] = str(status.pod_ip)
+        for pod in self._pods(namespace, selector):
+            status = pod.get("status", {})
+            conditions = status.get("conditions") or []
+            if status.get("podIP") and any(
+                c.get("type") == "Ready" and c.get("status") == "True" for c in conditions
+            ):
+                addresses[str(pod["metadata"]["name"])] = str(status["podIP"])
         return addresses
 
     def read_config_map_key(self, namespace: str, name: str, key: str) -> str | None:
