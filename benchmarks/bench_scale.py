@@ -2,9 +2,9 @@
 
 Starts its own cluster (state in --state, default .cluster-bench/: its own ports, leaving
 .cluster/ alone) with --nodes fake 8-GPU nodes and a /16 Service range, runs the operator as
-its own service account, applies --visionmodels VisionModels in one `kubectl apply`, then applies
-the same children (Deployments, Services, PDBs, read back from the operator's run) with
-`kubectl apply --server-side` into another namespace.
+its own service account, applies --visionmodels VisionModels in one
+`kubectl apply --server-side`, then applies the same children (Deployments, Services, PDBs,
+read back from the operator's run) with `kubectl apply --server-side` into another namespace.
 
 Requests are counted by the API server itself: two FlowSchemas match the operator's service
 account (writes, everything else), read from apiserver_flowcontrol_dispatched_requests_total.
@@ -360,7 +360,16 @@ def main() -> None:
 
 def measure(env: dict[str, str], args: argparse.Namespace, count: int) -> dict[str, Any]:
     run(KUBECTL, "apply", "--server-side", "-f", str(ROOT / "crds"), env=env)
-    run(KUBECTL, "wait", "--for=condition=Established", "crd/visionmodels.vlm-operator.io", env=env)
+    for _ in range(60):  # kubectl wait fails outright while the CRD has no status yet
+        established = subprocess.run(
+            [KUBECTL, "wait", "--for=condition=Established", "crd/visionmodels.vlm-operator.io"],
+            env=env,
+            capture_output=True,
+            check=False,
+        )
+        if established.returncode == 0:
+            break
+        time.sleep(1)
     for namespace in (NAMESPACE, BASELINE):
         run(KUBECTL, "create", "namespace", namespace, env=env)
     op_env = {
@@ -409,7 +418,7 @@ def measure(env: dict[str, str], args: argparse.Namespace, count: int) -> dict[s
     deployments = Watcher(env, "deployments", NAMESPACE, deployment_ready)
     before = apiserver_counts(env)
     started = time.monotonic()
-    run(KUBECTL, "apply", "-f", "-", env=env, stdin=visionmodels(count))
+    run(KUBECTL, "apply", "--server-side", "-f", "-", env=env, stdin=visionmodels(count))
     applied = time.monotonic()
     wait_count(deployments.seen, count, 60 + count * 2.0, "every Deployment")
     to_deployments = time.monotonic() - started

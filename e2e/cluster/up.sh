@@ -169,7 +169,7 @@ componentsPatches:
   - {key: node-ip, value: 127.0.0.1, override: true}
 - name: kube-apiserver
   extraArgs:
-  - {key: service-cluster-ip-range, value: $SERVICE_RANGE, override: true}
+  - {key: service-cluster-ip-range, value: $SERVICE_RANGE}
   - {key: etcd-prefix, value: $ETCD_PREFIX, override: true}
 YAML
   wait_seconds=$(scaled 120)
@@ -187,7 +187,12 @@ fi
 # The fleet: create or update its nodes, and remove fake nodes it no longer lists.
 nodes=$("$PYTHON" "$HERE/nodes.py" "$FLEET")
 names=$("$PYTHON" -c 'import json, sys; print(" ".join(n["metadata"]["name"] for n in json.load(sys.stdin)["items"]))' <<<"$nodes")
-say "ensuring the fake GPU nodes of $(basename "$FLEET"): $names"
+count=$(wc -w <<<"$names")
+if ((count <= 10)); then
+  say "ensuring the fake GPU nodes of $(basename "$FLEET"): $names"
+else
+  say "ensuring the $count fake GPU nodes of $(basename "$FLEET")"
+fi
 "$KUBECTL" apply -f - <<<"$nodes" >/dev/null
 others=$(printf 'metadata.name!=%s,' $names)
 "$KUBECTL" delete nodes -l type=kwok --field-selector "${others%,}" --wait=false >/dev/null

@@ -34,14 +34,16 @@ class WatchCache:
 
     def put(self, kind: str, body: Mapping[str, Any]) -> None:
         """Store a body unless the cache already holds a newer version of the same object (a
-        write's response can arrive before the watch event of an older version)."""
+        write's response can arrive before the watch event of an older version). The cache
+        takes the body over, uncopied (watch events and responses are fresh objects); reads
+        hand out copies."""
         key = self.key(kind, body)
         with self._guard:
             held = self._objects.get(key)
             incoming, current = _revision(body), _revision(held) if held else None
             if incoming is not None and current is not None and incoming < current:
                 return
-            self._objects[key] = copy.deepcopy(dict(body))
+            self._objects[key] = dict(body)
             self._snapshots.pop(kind, None)
 
     def remove(self, kind: str, namespace: str, name: str) -> None:

@@ -49,8 +49,11 @@ SEEDED_KINDS = (
     ("v1", "Service"),
     ("policy/v1", "PodDisruptionBudget"),
     ("v1", "Pod"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"),
 )
-"""The namespaced kinds read from the watch-fed cache (Nodes are too)."""
+"""The namespaced kinds read from the cache (Nodes are too). All but HorizontalPodAutoscalers are
+watched; those only the operator creates and deletes, so the list at start-up and the operator's
+own writes keep their entries."""
 
 
 def _split_api_version(api_version: str) -> tuple[str, str]:
@@ -154,6 +157,7 @@ class Cluster:
         except ApiException as error:
             if error.status != 404:
                 raise
+        self.cache.remove(kind, namespace, name)
 
     def get_visionmodel(self, namespace: str, name: str) -> dict[str, Any] | None:
         """Read one VisionModel, or None when it is gone."""
