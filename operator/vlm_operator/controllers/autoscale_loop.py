@@ -35,7 +35,7 @@ def metric_source(
     """The source the VisionModel asks for, as far as the operator's configuration allows."""
     prometheus = scaling.metrics_source.prometheus
     if prometheus is not None:
-        return PrometheusSource(prometheus.url)
+        return PrometheusSource(prometheus.url, read_activator=scaling.wake_on_request)
     if not config.scrape_pods:
         return DisabledSource("scraping pods is disabled in the operator's configuration")
     endpoints = {
@@ -54,6 +54,7 @@ def autoscaling_status(decision: Decision, last_scale_time: str | None) -> dict[
         "lastScaleTime": last_scale_time,
         "reason": decision.reason[:1024],
         "metrics": decision.metrics,
+        "gpuSignal": decision.gpu_signal,
     }
 
 
@@ -89,6 +90,7 @@ def autoscale(
             ready_replicas=int(observed.get("readyReplicas", 0)),
             existing_replicas=int(observed.get("replicas", 0)),
             max_num_seqs=plan.max_num_seqs,
+            gpus_per_replica=plan.gpus_per_replica,
         )
         now = time.time()
         source = metric_source(cluster, config, namespace, name, scaling)
