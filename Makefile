@@ -28,8 +28,8 @@ lint: $(STAMP) ## ruff and mypy (the package, the tests and the benchmarks)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	MYPYPATH=operator:tests $(BIN)/mypy tests
-	MYPYPATH=operator:e2e:images/vllm-sim $(BIN)/mypy e2e
+	MYPYPATH=operator:tests:images/activator $(BIN)/mypy tests
+	MYPYPATH=operator:e2e:images/vllm-sim:images/activator $(BIN)/mypy e2e
 	MYPYPATH=operator $(BIN)/mypy benchmarks
 
 unit: $(STAMP) ## fast tests: no cluster
@@ -68,7 +68,8 @@ cluster-down: ## stop the demo operator and the local control plane
 bench-planner: $(STAMP) ## plans per second over the catalog x GPU sweep
 	$(BIN)/python benchmarks/bench_planner.py
 
-bench-autoscale: $(STAMP) ## the fleet simulation: this policy against queue-only, GPU-only and static
+bench-autoscale: $(STAMP) ## the fleet simulation: this policy against swept KEDA, HPA and static baselines
+	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/bench_autoscale.py
 
 demo: $(STAMP) ## the quickstart: control plane, operator and an example VisionModel that becomes Ready
