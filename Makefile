@@ -28,7 +28,7 @@ lint: $(STAMP) ## ruff and mypy (the package, the tests and the benchmarks)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	MYPYPATH=operator:tests:images/activator $(BIN)/mypy tests
+	MYPYPATH=operator:tests:images/activator:benchmarks $(BIN)/mypy tests
 	MYPYPATH=operator:e2e:images/vllm-sim:images/activator $(BIN)/mypy e2e
 	MYPYPATH=operator $(BIN)/mypy benchmarks
 

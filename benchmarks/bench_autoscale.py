@@ -48,6 +48,9 @@ from vlm_operator.sizing import plan_visionmodel
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "autoscale.json"
 PLOTS = ROOT / "docs"
+DOC = ROOT / "docs" / "autoscaling.md"
+TABLE_START = "<!-- benchmark table: start -->"
+TABLE_END = "<!-- benchmark table: end -->"
 
 DECISION_INTERVAL = 15.0
 SLO_P95_WAIT_SECONDS = 5.0
@@ -265,9 +268,10 @@ class Replica:
 Autoscaler = Callable[[MetricsSample, FleetState, float], int]
 
 
-def operator_policy() -> Autoscaler:
-    """The operator's own policy, with its history carried between decisions."""
-    history = History()
+def operator_policy(initial: int) -> Autoscaler:
+    """The operator's own policy, with its history carried between decisions; it starts as the
+    operator does, with the current count as the first recommendation."""
+    history = History(recommendations=((0.0, initial, initial),))
 
     def policy(sample: MetricsSample, fleet: FleetState, now: float) -> int:
         nonlocal history
@@ -278,11 +282,14 @@ def operator_policy() -> Autoscaler:
     return policy
 
 
-def hpa(recommend: Callable[[MetricsSample, FleetState], tuple[float, int]]) -> Autoscaler:
+def hpa(
+    recommend: Callable[[MetricsSample, FleetState], tuple[float, int]], initial: int
+) -> Autoscaler:
     """The HPA's controller around a metric: `recommend` gives (usage ratio, desired). Within a
     10% tolerance nothing changes; up by at most max(100%, 4 pods) per 15 s; down to the highest
-    recommendation of the same 300 s window the policy uses; bounds as the policy's."""
-    window: deque[tuple[float, int]] = deque()
+    recommendation of the same 300 s window the policy uses; bounds as the policy's. The window
+    starts with the initial count, as for a fleet that has run at that size for a while."""
+    window: deque[tuple[float, int]] = deque([(0.0, initial)])
 
     def policy(sample: MetricsSample, fleet: FleetState, now: float) -> int:
         current = fleet.spec_replicas
@@ -300,27 +307,27 @@ def hpa(recommend: Callable[[MetricsSample, FleetState], tuple[float, int]]) -> 
     return policy
 
 
-def keda_waiting(threshold: int) -> Autoscaler:
+def keda_waiting(threshold: int, initial: int) -> Autoscaler:
     """KEDA's Prometheus scaler on sum(vllm:num_requests_waiting), AverageValue threshold."""
 
     def recommend(sample: MetricsSample, fleet: FleetState) -> tuple[float, int]:
         waiting = sample.waiting or 0.0
         return waiting / (threshold * fleet.spec_replicas), math.ceil(waiting / threshold)
 
-    return hpa(recommend)
+    return hpa(recommend, initial)
 
 
-def keda_in_flight(target: int) -> Autoscaler:
+def keda_in_flight(target: int, initial: int) -> Autoscaler:
     """KEDA on running + waiting with an AverageValue target per replica."""
 
     def recommend(sample: MetricsSample, fleet: FleetState) -> tuple[float, int]:
         in_flight = (sample.waiting or 0.0) + (sample.running or 0.0)
         return in_flight / (target * fleet.spec_replicas), math.ceil(in_flight / target)
 
-    return hpa(recommend)
+    return hpa(recommend, initial)
 
 
-def hpa_gpu(target: int, activity: bool) -> Autoscaler:
+def hpa_gpu(target: int, initial: int, activity: bool) -> Autoscaler:
     """An HPA on a per-pod GPU metric (GPU_UTIL or SM activity) of the ready pods; pods still
     loading count as 0 when scaling up, as the HPA treats unready pods."""
 
@@ -332,7 +339,7 @@ def hpa_gpu(target: int, activity: bool) -> Autoscaler:
             total = (sample.gpu_utilization_percent or 0.0) * ready
         return total / (target * ready), math.ceil(total / target)
 
-    return hpa(recommend)
+    return hpa(recommend, initial)
 
 
 @dataclass(frozen=True)
@@ -341,15 +348,16 @@ class Config:
 
     name: str
     family: str
-    make: Callable[[], Autoscaler] | None
-    """None: a static fleet of `static_replicas`."""
+    make: Callable[[int], Autoscaler] | None
+    """Builds the autoscaler from the initial replica count; None: a static fleet of
+    `static_replicas`."""
     static_replicas: int = 0
 
 
 def configurations(trace: Trace, model: FleetModel) -> list[Config]:
     """The policy and every baseline configuration, each family sweeping its own knob."""
     configs = [Config("vlm-operator", "vlm-operator", operator_policy)]
-    sweeps: list[tuple[str, str, tuple[int, ...], Callable[[int], Autoscaler]]] = [
+    sweeps: list[tuple[str, str, tuple[int, ...], Callable[..., Autoscaler]]] = [
         ("keda-waiting", "threshold", (1, 2, 5, 10), keda_waiting),
         ("keda-in-flight", "target", (4, 8, 12, 16), keda_in_flight),
         ("hpa-gpu-util", "target", (50, 70, 90), functools.partial(hpa_gpu, activity=False)),
@@ -403,8 +411,8 @@ def simulate(trace: Trace, model: FleetModel, config: Config, seed: int) -> Outc
     arrivals = random.Random(seed)
     routing = random.Random(seed + 1)
     noise = random.Random(seed + 2)
-    autoscaler = config.make() if config.make is not None else None
-    start = config.static_replicas if autoscaler is None else max(2, round(trace.rate(0) / 1.2))
+    start = config.static_replicas if config.make is None else max(2, round(trace.rate(0) / 1.2))
+    autoscaler = config.make(start) if config.make is not None else None
     replicas = [Replica(0.0, model) for _ in range(start)]
     unrouted: deque[Request] = deque()
     events: list[tuple[float, int, str, Any]] = []
@@ -697,6 +705,36 @@ def plot(trace: str, policies: dict[str, dict[str, Any]], path: Path) -> None:
     plt.close(figure)
 
 
+def markdown_summary(results: dict[str, Any]) -> str:
+    """Per trace: the policy and the best configuration of every baseline family."""
+    lines = [
+        "| trace | configuration | GPU-hours | p95 wait (s) | p99 wait (s) "
+        "| SLO-violation minutes | scale actions |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for trace, entry in results.items():
+        policies = entry["policies"]
+        names = ["vlm-operator", *sorted(best_baselines(policies).values())]
+        for name in names:
+            f = policies[name]
+            shown = f"**{name}**" if name == "vlm-operator" else name
+            lines.append(
+                f"| {trace} | {shown} | {f['gpu_hours']} | {f['p95_wait_s']} | "
+                f"{f['p99_wait_s']} | {f['slo_violation_minutes']} | {f['scale_actions']} |"
+            )
+    lines.append("")
+    lines += [f"- {entry['verdict']}" for entry in results.values()]
+    return "\n".join(lines)
+
+
+def write_summary(results: dict[str, Any]) -> None:
+    """Replace the table between its markers in docs/autoscaling.md."""
+    text = DOC.read_text(encoding="utf-8")
+    start, end = text.index(TABLE_START), text.index(TABLE_END)
+    table = markdown_summary(results)
+    DOC.write_text(f"{text[: start + len(TABLE_START)]}\n{table}\n{text[end:]}", encoding="utf-8")
+
+
 def run_one(job: tuple[str, int, int]) -> tuple[str, str, dict[str, Any]]:
     """One (trace, configuration) run, for the process pool."""
     trace_name, index, seed = job
@@ -755,6 +793,8 @@ def main() -> None:
         plot(trace_name, policies, PLOTS / f"autoscale-{trace_name}.png")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    if TABLE_START in DOC.read_text(encoding="utf-8"):
+        write_summary(results)
     if dominated:
         raise SystemExit(f"the policy is dominated on: {', '.join(dominated)}")
 

@@ -83,14 +83,17 @@ def test_loading_pods_count_as_coming_capacity() -> None:
     assert decision.desired_replicas == 5
 
 
-def test_scale_down_waits_for_the_window_then_steps_one_at_a_time() -> None:
+def test_scale_down_waits_for_the_window_then_goes_to_its_largest_recommendation() -> None:
     quiet = sample(running=2, reporting_pods=6)
     recent = History(recommendations=((NOW - 100, 6, 6),), last_traffic=NOW)
     held = decide(quiet, fleet(6), SCALING, recent, NOW)
     assert held.desired_replicas == 6
     assert "keeping 6" in held.reason
-    after = decide(quiet, fleet(6), SCALING, steady_history(6), NOW)
-    assert after.desired_replicas == 5
+    # The window (300 s) saw 4 at NOW - 200 and now 2 (2 in flight: 1 replica + 1 warm).
+    window = History(recommendations=((NOW - 400, 6, 6), (NOW - 200, 4, 4)), last_traffic=NOW)
+    after = decide(quiet, fleet(6), SCALING, window, NOW)
+    assert after.desired_replicas == 4
+    # Had the fleet been at 5 still, the next step waits a quarter of the window.
     paused = decide(replace(quiet, reporting_pods=5), fleet(5), SCALING, after.history, NOW + 15)
     assert paused.desired_replicas == 5
     assert "pausing" in paused.reason
@@ -198,7 +201,7 @@ TO_ZERO = {"min_replicas": 0, "warm_replicas": 0, "scale_to_zero_after_seconds":
         (sample(running=141, reporting_pods=10), fleet(10), WIDE, History(), 13, "scale up"),
         # Warm replicas ride on top of demand, and the bounds clamp.
         (sample(running=13), fleet(1), {"warm_replicas": 3}, History(), 5, "need 2 + 3 warm"),
-        (sample(), fleet(3), {"warm_replicas": 0}, steady_history(3), 2, "scale down to 2"),
+        (sample(), fleet(3), {"warm_replicas": 0}, steady_history(3), 1, "scale down to 1"),
         # Scale to zero needs minReplicas 0, no request in flight and idle GPUs for the window.
         (
             sample(gpu_utilization_percent=0.0),
@@ -284,7 +287,7 @@ def test_no_scale_down_while_sm_activity_is_at_the_target() -> None:
     assert busy_gpus.reason.startswith("steady at 3; DCGM_FI_PROF_SM_ACTIVE 85%")
     # The same queue with GPUs at 20% steps down.
     idle_gpus = decide(sm_active(20, 3, running=4), fleet(3), cold, steady_history(3), NOW)
-    assert idle_gpus.desired_replicas == 2
+    assert idle_gpus.desired_replicas == 1
 
 
 def test_loading_replicas_gpus_do_not_dilute_the_activity() -> None:

@@ -334,7 +334,10 @@ def decide(
             and now - history.last_scale_down < scaling.scale_down_delay_seconds / 4
         ):
             return decision(current, f"{signal}: pausing between scale-downs")
-        desired = current - 1 if stabilized > 0 else 0
+        # Straight to the window's largest recommendation, as the HPA does: the window and the
+        # 70% band already keep noise out, and a fleet stepping down one replica at a time
+        # after a spike pays for idle GPUs for many minutes.
+        desired = stabilized
         return decision(
             desired,
             f"scale down to {desired}; {signal}: need {relaxed_demand} + "
