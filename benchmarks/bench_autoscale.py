@@ -379,16 +379,27 @@ def configurations(trace: Trace, model: FleetModel) -> list[Config]:
     return configs
 
 
-def static_estimate(trace: Trace, model: FleetModel) -> int:
-    """Replicas for the trace's peak if each ran its batch at 80% and its GPU at capacity."""
+def gpu_seconds_per_request(trace: Trace, model: FleetModel) -> float:
+    """GPU time of a mean request when the batch runs at 80%."""
     batch = 0.8 * model.max_num_seqs
     per_token = model.decode_step(round(batch)) / batch
     mean_images = sum(images * share for images, share in trace.images)
     prefill = (
         TEXT_PROMPT_TOKENS + mean_images * model.tokens_per_image
     ) / PREFILL_TOKENS_PER_SECOND + mean_images * ENCODE_SECONDS_PER_IMAGE
-    gpu_seconds = prefill + trace.mean_output_tokens * per_token
-    return min(MAX_REPLICAS, math.ceil(trace.peak_rate * gpu_seconds))
+    return prefill + trace.mean_output_tokens * per_token
+
+
+def static_estimate(trace: Trace, model: FleetModel) -> int:
+    """Replicas for the trace's peak if each ran its GPU at capacity."""
+    return min(MAX_REPLICAS, math.ceil(trace.peak_rate * gpu_seconds_per_request(trace, model)))
+
+
+def initial_replicas(trace: Trace, model: FleetModel) -> int:
+    """Where every autoscaler starts: the opening rate at 70% of each GPU, as a fleet that has
+    served it for a while would be."""
+    need = trace.rate(0) * gpu_seconds_per_request(trace, model) / 0.7
+    return max(MIN_REPLICAS, min(MAX_REPLICAS, math.ceil(need)))
 
 
 # --- The simulation.
@@ -411,7 +422,7 @@ def simulate(trace: Trace, model: FleetModel, config: Config, seed: int) -> Outc
     arrivals = random.Random(seed)
     routing = random.Random(seed + 1)
     noise = random.Random(seed + 2)
-    start = config.static_replicas if config.make is None else max(2, round(trace.rate(0) / 1.2))
+    start = config.static_replicas if config.make is None else initial_replicas(trace, model)
     autoscaler = config.make(start) if config.make is not None else None
     replicas = [Replica(0.0, model) for _ in range(start)]
     unrouted: deque[Request] = deque()
