@@ -21,14 +21,15 @@ $(STAMP): pyproject.toml
 
 dev: $(STAMP) ## create .venv with the package and the dev tools
 
-crds: $(STAMP) ## regenerate crds/ from the API models
+crds: $(STAMP) ## regenerate crds/ (and the chart's copy) from the API models
 	$(BIN)/vlm-operator crd > crds/vlm-operator.io_visionmodels.yaml
+	cp crds/vlm-operator.io_visionmodels.yaml charts/vlm-operator/files/crds/
 
 lint: $(STAMP) ## ruff and mypy (the package, the tests and the benchmarks)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	MYPYPATH=operator:tests $(BIN)/mypy tests
+	MYPYPATH=operator:tests:e2e:images/vllm-sim $(BIN)/mypy tests
 	MYPYPATH=operator:e2e:images/vllm-sim $(BIN)/mypy e2e
 	MYPYPATH=operator $(BIN)/mypy benchmarks
 
