@@ -140,3 +140,54 @@ def service_account_kubeconfig(namespace: str, name: str, path: Path) -> Path:
     path.write_text(json.dumps(config), encoding="utf-8")
     path.chmod(0o600)
     return path
+
+
+RELEASE = "vlm-operator"
+RELEASE_NAMESPACE = "vlm-system"
+SERVICE_ACCOUNT = "vlm-operator"
+E2E_VALUES: dict[str, Any] = {
+    # Every node of the local cluster is a GPU node with the GPU taint.
+    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+}
+"""Values of the tests' release; the operator pod is a kwok pod and never runs."""
+RESTRICTED_NAMESPACE = {
+    "apiVersion": "v1",
+    "kind": "Namespace",
+    "metadata": {
+        "name": RELEASE_NAMESPACE,
+        "labels": {
+            # The API server's PodSecurity admission refuses operator pods that are not restricted.
+            "pod-security.kubernetes.io/enforce": "restricted",
+            "pod-security.kubernetes.io/enforce-version": "latest",
+        },
+    },
+}
+
+
+def install_release(values: Mapping[str, Any] | None = None) -> None:
+    """`helm upgrade --install` of the chart as the tests' release in a namespace whose PodSecurity
+    level is restricted, waiting until the operator Deployment is available."""
+    kubectl("apply", "-f", "-", input_text=json.dumps(RESTRICTED_NAMESPACE))
+    with tempfile.TemporaryDirectory() as scratch:
+        args = ["upgrade", "--install", RELEASE, str(CHART_DIR), "-n", RELEASE_NAMESPACE]
+        args += ["-f", str(values_file({**E2E_VALUES, **(values or {})}, Path(scratch)))]
+        helm(*args, "--wait", "--timeout", "120s", "--force-conflicts")  # TEMPORARY
+
+
+def prometheus_operator_crds(*plurals: str) -> list[Path]:
+    """CRD files of the pinned Prometheus operator, from its module on the Go module proxy."""
+    version = pinned_version("PROMETHEUS_OPERATOR_VERSION")
+    module = f"github.com/prometheus-operator/prometheus-operator@{version}"
+    with tempfile.TemporaryDirectory() as outside_any_module:
+        result = subprocess.run(
+            ["go", "mod", "download", "-json", module],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+            cwd=outside_any_module,
+        )
+    if result.returncode != 0:
+        raise ToolMissingError(f"go mod download {module} failed:\n{result.stdout}{result.stderr}")
+    crd_dir = Path(json.loads(result.stdout)["Dir"]) / "example" / "prometheus-operator-crd"
+    return [crd_dir / f"monitoring.coreos.com_{plural}.yaml" for plural in plurals]
