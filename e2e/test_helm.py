@@ -243,5 +243,5 @@ def test_uninstall_keeps_the_crd_the_visionmodels_and_their_deployments(
     finally:
         # The kept CRD still names this release, so installing it again adopts it.
         install_release()
-    adopted = get_object("crd", CRD_NAME) or {}
-    assert adopted["metadata"]["labels"]["helm.sh/chart"].startswith("vlm-operator-")
+    manifest = helm("get", "manifest", RELEASE, "-n", RELEASE_NAMESPACE).stdout
+    assert f"name: {CRD_NAME}" in manifest
