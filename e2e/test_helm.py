@@ -14,6 +14,8 @@ import pytest
 import yaml
 
 from chart_harness import (
+    CHART_DIR,
+    E2E_VALUES,
     RELEASE,
     RELEASE_NAMESPACE,
     SERVICE_ACCOUNT,
@@ -22,12 +24,15 @@ from chart_harness import (
     prometheus_operator_crds,
     render,
     service_account_kubeconfig,
+    values_file,
 )
 from harness import (
+    CRD_DIR,
     OperatorProcess,
     apply_manifest,
     get_object,
     kubectl,
+    kubectl_json,
     kubectl_result,
     list_objects,
     visionmodel,
@@ -36,6 +41,7 @@ from harness import (
 )
 
 CRD_NAME = "visionmodels.vlm-operator.io"
+CRD_FILE = CRD_DIR / "vlm-operator.io_visionmodels.yaml"
 OPERATOR_SELECTOR = f"app.kubernetes.io/name=vlm-operator,app.kubernetes.io/instance={RELEASE}"
 # What the operator never needs: each must be refused by the API server's authorizer.
 REFUSED = [
@@ -245,3 +251,41 @@ def test_uninstall_keeps_the_crd_the_visionmodels_and_their_deployments(
         install_release()
     manifest = helm("get", "manifest", RELEASE, "-n", RELEASE_NAMESPACE).stdout
     assert f"name: {CRD_NAME}" in manifest
+
+
+def test_a_crd_installed_with_kubectl_is_adopted_as_docs_install_says(
+    chart_release: str, tmp_path: Path
+) -> None:
+    """docs/install.md: label and annotate the CRD, then install with --force-conflicts."""
+    helm("uninstall", RELEASE, "-n", RELEASE_NAMESPACE, "--wait")
+    try:
+        kubectl("delete", "crd", CRD_NAME)
+        kubectl("apply", "--server-side", "-f", str(CRD_FILE))
+        kubectl("label", "crd", CRD_NAME, "app.kubernetes.io/managed-by=Helm", "--overwrite")
+        kubectl(
+            "annotate",
+            "crd",
+            CRD_NAME,
+            "--overwrite",
+            f"meta.helm.sh/release-name={RELEASE}",
+            f"meta.helm.sh/release-namespace={RELEASE_NAMESPACE}",
+        )
+        values = values_file(E2E_VALUES, tmp_path)
+        chart = str(CHART_DIR)
+        helm(
+            "install",
+            RELEASE,
+            chart,
+            "-n",
+            RELEASE_NAMESPACE,
+            "-f",
+            str(values),
+            "--force-conflicts",
+        )
+        manifest = helm("get", "manifest", RELEASE, "-n", RELEASE_NAMESPACE).stdout
+        assert f"name: {CRD_NAME}" in manifest
+        crd = kubectl_json("get", "crd", CRD_NAME, "--show-managed-fields")
+        managers = {field["manager"] for field in crd["metadata"]["managedFields"]}
+        assert "helm" in managers
+    finally:
+        install_release()
