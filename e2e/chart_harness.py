@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from harness import KUBECTL, REPO_ROOT, kubectl
+from harness import KUBECTL, REPO_ROOT, get_object, kubectl
 from prometheus_harness import prometheus_binary
 
 CHART_DIR = REPO_ROOT / "charts" / "vlm-operator"
@@ -142,6 +142,7 @@ def service_account_kubeconfig(namespace: str, name: str, path: Path) -> Path:
     return path
 
 
+CRD_NAME = "visionmodels.vlm-operator.io"
 RELEASE = "vlm-operator"
 RELEASE_NAMESPACE = "vlm-system"
 SERVICE_ACCOUNT = "vlm-operator"
@@ -164,14 +165,35 @@ RESTRICTED_NAMESPACE = {
 }
 
 
+def adopt_unowned_crd() -> None:
+    """Let the release adopt a VisionModel CRD that `kubectl apply` installed (by an earlier
+    checkout's tests or demo on a kept cluster), as docs/install.md tells users to."""
+    crd = get_object("crd", CRD_NAME)
+    annotations = (crd or {}).get("metadata", {}).get("annotations", {})
+    if crd is None or "meta.helm.sh/release-name" in annotations:
+        return
+    kubectl("label", "crd", CRD_NAME, "app.kubernetes.io/managed-by=Helm", "--overwrite")
+    kubectl(
+        "annotate",
+        "crd",
+        CRD_NAME,
+        "--overwrite",
+        f"meta.helm.sh/release-name={RELEASE}",
+        f"meta.helm.sh/release-namespace={RELEASE_NAMESPACE}",
+    )
+
+
 def install_release(values: Mapping[str, Any] | None = None) -> None:
     """`helm upgrade --install` of the chart as the tests' release in a namespace whose PodSecurity
     level is restricted, waiting until the operator Deployment is available."""
     kubectl("apply", "-f", "-", input_text=json.dumps(RESTRICTED_NAMESPACE))
+    adopt_unowned_crd()
     with tempfile.TemporaryDirectory() as scratch:
         args = ["upgrade", "--install", RELEASE, str(CHART_DIR), "-n", RELEASE_NAMESPACE]
         args += ["-f", str(values_file({**E2E_VALUES, **(values or {})}, Path(scratch)))]
-        helm(*args, "--wait", "--timeout", "120s", "--force-conflicts")  # TEMPORARY
+        # The release owns every field of its objects, also those an adopted CRD's kubectl
+        # apply once set.
+        helm(*args, "--force-conflicts", "--wait", "--timeout", "120s")
 
 
 def prometheus_operator_crds(*plurals: str) -> list[Path]:

@@ -15,6 +15,7 @@ import yaml
 
 from chart_harness import (
     CHART_DIR,
+    CRD_NAME,
     E2E_VALUES,
     RELEASE,
     RELEASE_NAMESPACE,
@@ -23,7 +24,6 @@ from chart_harness import (
     install_release,
     prometheus_operator_crds,
     render,
-    service_account_kubeconfig,
     values_file,
 )
 from harness import (
@@ -40,7 +40,6 @@ from harness import (
     wait_ready,
 )
 
-CRD_NAME = "visionmodels.vlm-operator.io"
 CRD_FILE = CRD_DIR / "vlm-operator.io_visionmodels.yaml"
 OPERATOR_SELECTOR = f"app.kubernetes.io/name=vlm-operator,app.kubernetes.io/instance={RELEASE}"
 # What the operator never needs: each must be refused by the API server's authorizer.
@@ -74,21 +73,6 @@ ALLOWED = [
 ]
 
 
-@pytest.fixture(scope="module")
-def chart_release(cluster: Path) -> str:
-    """The tests' release, installed (or upgraded to this checkout) once per module."""
-    install_release()
-    return RELEASE
-
-
-@pytest.fixture
-def operator_kubeconfig(chart_release: str, tmp_path: Path) -> Path:
-    """A kubeconfig whose only credential is a token of the chart's ServiceAccount."""
-    return service_account_kubeconfig(
-        RELEASE_NAMESPACE, SERVICE_ACCOUNT, tmp_path / "operator.kubeconfig"
-    )
-
-
 def as_operator(kubeconfig: Path, *args: str) -> Any:
     """kubectl with the operator's identity; returns the completed process, failed or not."""
     return kubectl_result("--kubeconfig", str(kubeconfig), *args)
@@ -98,7 +82,7 @@ def operator_pods() -> list[dict[str, Any]]:
     return list_objects("pods", RELEASE_NAMESPACE, label_selector=OPERATOR_SELECTOR)
 
 
-def test_install_creates_the_crd_rbac_and_a_restricted_operator_pod(chart_release: str) -> None:
+def test_install_creates_the_crd_rbac_and_a_restricted_operator_pod(cluster: Path) -> None:
     crd = get_object("crd", CRD_NAME)
     assert crd is not None
     assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
@@ -182,7 +166,7 @@ def monitoring_crds(cluster: Path) -> Iterator[None]:
 
 @pytest.mark.parametrize("mode", ["cluster", "namespaced"])
 def test_every_rendered_manifest_is_accepted_by_the_api_server(
-    chart_release: str, monitoring_crds: None, namespace: str, mode: str
+    cluster: Path, monitoring_crds: None, namespace: str, mode: str
 ) -> None:
     values: dict[str, Any] = {
         "replicaCount": 2,
@@ -200,7 +184,7 @@ def test_every_rendered_manifest_is_accepted_by_the_api_server(
         kubectl("apply", "--dry-run=server", "-f", "-", input_text=json.dumps(item))
 
 
-def test_upgrade_with_a_changed_value_rolls_the_operator_configuration(chart_release: str) -> None:
+def test_upgrade_with_a_changed_value_rolls_the_operator_configuration(cluster: Path) -> None:
     def template_checksum() -> str:
         deployment = get_object("deployment", RELEASE, RELEASE_NAMESPACE) or {}
         annotations = deployment["spec"]["template"]["metadata"]["annotations"]
@@ -227,7 +211,7 @@ def test_upgrade_with_a_changed_value_rolls_the_operator_configuration(chart_rel
 
 
 def test_uninstall_keeps_the_crd_the_visionmodels_and_their_deployments(
-    chart_release: str, namespace: str, operator: OperatorProcess
+    cluster: Path, namespace: str, operator: OperatorProcess
 ) -> None:
     apply_manifest(visionmodel(namespace))
     wait_ready(namespace)
@@ -254,7 +238,7 @@ def test_uninstall_keeps_the_crd_the_visionmodels_and_their_deployments(
 
 
 def test_a_crd_installed_with_kubectl_is_adopted_as_docs_install_says(
-    chart_release: str, tmp_path: Path
+    cluster: Path, tmp_path: Path
 ) -> None:
     """docs/install.md: label and annotate the CRD, then install with --force-conflicts."""
     helm("uninstall", RELEASE, "-n", RELEASE_NAMESPACE, "--wait")

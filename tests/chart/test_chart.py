@@ -13,6 +13,7 @@ import yaml
 
 from chart_harness import CHART_DIR, find, helm, helm_binary, render
 from harness import REPO_ROOT
+from vlm_operator.api.config import OperatorConfig
 
 NAMESPACED = {"watchNamespaces": ["team-a", "team-b"]}
 PEERING = {"replicaCount": 2}
@@ -231,3 +232,18 @@ def test_every_rule_says_why(mode: str, tmp_path: Any) -> None:
                 assert lines[index - 1].startswith("#"), (
                     f"no comment before {lines[index : index + 3]}"
                 )
+
+
+def test_the_chart_configuration_is_the_operators(tmp_path: Any) -> None:
+    """config.yaml loads into the operator's configuration (unknown keys are refused there), the
+    chart's defaults are the operator's, and the schema knows every setting a chart may set."""
+    import json
+
+    config_map = find(render(), "ConfigMap", "vlm-operator-config")
+    path = tmp_path / "config.yaml"
+    path.write_text(config_map["data"]["config.yaml"], encoding="utf-8")
+    assert OperatorConfig.load(path, {}) == OperatorConfig()
+    schema = json.loads((CHART_DIR / "values.schema.json").read_text(encoding="utf-8"))
+    settable = {field.alias for field in OperatorConfig.model_fields.values()}
+    # The version label follows the pinned image; a chart value could only contradict it.
+    assert set(schema["properties"]["config"]["properties"]) == settable - {"vllmVersion"}

@@ -5,6 +5,7 @@ unit-tested against synthetic series in alerts.test.yaml."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -142,3 +143,26 @@ def test_the_service_monitor_scrapes_the_operator_metrics_port() -> None:
     assert selector.items() <= service["metadata"]["labels"].items()
     port_names = {port["name"] for port in service["spec"]["ports"]}
     assert {endpoint["port"] for endpoint in monitor["spec"]["endpoints"]} <= port_names
+
+
+def operator_series_names() -> set[str]:
+    """The series names the operator exports, from its own metric definitions."""
+    from prometheus_client import REGISTRY
+
+    import vlm_operator.controllers.metrics  # noqa: F401  (registers the metrics)
+
+    suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"], "gauge": [""]}
+    return {
+        family.name + suffix
+        for family in REGISTRY.collect()
+        if family.name.startswith("vlm_operator_")
+        for suffix in suffixes.get(family.type, [])
+    }
+
+
+def test_dashboard_and_rules_use_only_series_the_operator_exports() -> None:
+    text = DASHBOARD.read_text(encoding="utf-8") + yaml.safe_dump(rendered_rules())
+    # vlm_operator_io_visionmodel is the PodMonitor's label on vLLM's series, not a series.
+    used = set(re.findall(r"\bvlm_operator_(?!io_)[a-z_]+", text))
+    assert len(used) >= 9
+    assert used <= operator_series_names()
