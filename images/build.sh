@@ -14,7 +14,7 @@ CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/vlm-operator/images
 OUT=$REPO/build/images
 started=$SECONDS
 
-say() { echo "images: $*" >&2; }
+say() { echo "images: [$((SECONDS - started)) s] $*" >&2; }
 
 [[ $EUID -eq 0 ]] || { say "run as root: debootstrap and buildah's chroot isolation need it"; exit 1; }
 
@@ -122,4 +122,4 @@ build_image vlm-operator images/operator/Containerfile \
   pyproject.toml README.md "$(dirname "$version_file")" images/operator/constraints.txt
 build_image vllm-sim images/vllm-sim/Containerfile \
   images/vllm-sim/requirements.txt images/vllm-sim/vllm_sim images/operator/constraints.txt
-say "done in $((SECONDS - started)) s"
+say "done"
