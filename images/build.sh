@@ -38,6 +38,8 @@ flock 9
 RUNROOT=${XDG_RUNTIME_DIR:-/run}/vlm-operator-buildah
 bh() { buildah --root "$CACHE/storage" --runroot "$RUNROOT" --storage-driver vfs "$@"; }
 has_image() { bh inspect --type image "$1" >/dev/null 2>&1; }
+# Working containers left by an interrupted run (only this script, under the lock, uses them).
+bh rm --all >/dev/null
 
 # The package version, from the file hatch reads it from.
 version_file=$(python3 -c \
@@ -68,7 +70,7 @@ fi
 if ! has_image "$BUILD_IMAGE"; then
   say "making $BUILD_IMAGE: $BUILD_PACKAGES from Debian"
   container=$(bh from --pull-never "$BASE_IMAGE")
-  bh run --isolation chroot "$container" -- sh -c \
+  bh run --isolation chroot "$container" -- env DEBIAN_FRONTEND=noninteractive sh -c \
     "apt-get update -q && apt-get install -y -q ${BUILD_PACKAGES//,/ } && rm -rf /var/lib/apt/lists/*" >&2
   bh commit -q --rm "$container" "$BUILD_IMAGE" >/dev/null
 fi

@@ -6,7 +6,8 @@ set -euo pipefail
 source "$(dirname "$0")/base.env"
 output=$1
 work=$(mktemp -d "$(dirname "$output")/rootfs.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+# --one-file-system: should debootstrap die with /proc or /sys of the target still mounted.
+trap 'rm -rf --one-file-system "$work"' EXIT
 root=$work/rootfs
 
 debootstrap --variant=minbase --include="$BASE_PACKAGES" \
