@@ -1,5 +1,6 @@
-"""The built images, run with buildah: the operator's entry point prints the package version,
-the simulator's serves vLLM's endpoints on loopback, both run as a numeric non-root user, and
+"""The built images, run with buildah: the operator's entry point prints the package version
+and the checked-in CRD and its kopf layer loads, the simulator's serves vLLM's endpoints on
+loopback, both run as a numeric non-root user, and
 each holds exactly its pinned runtime dependencies."""
 
 from __future__ import annotations
@@ -163,6 +164,17 @@ def test_operator_entrypoint_prints_the_package_version(operator_image: ImageCon
     entrypoint = operator_image.config()["Entrypoint"]
     assert entrypoint == ["vlm-operator"]
     assert operator_image.run(*entrypoint, "version").strip() == __version__
+
+
+def test_operator_entrypoint_prints_the_checked_in_crd(operator_image: ImageContainer) -> None:
+    """The installed package, its pydantic models and their data files, work in the image."""
+    crd = operator_image.run(*operator_image.config()["Entrypoint"], "crd")
+    assert crd == (REPO_ROOT / "crds" / "vlm-operator.io_visionmodels.yaml").read_text()
+
+
+def test_operator_kopf_and_client_layers_import(operator_image: ImageContainer) -> None:
+    """kopf, the Kubernetes client and their compiled dependencies load under the image's Python."""
+    operator_image.run("python", "-c", "import vlm_operator.handlers, vlm_operator.k8s")
 
 
 def test_operator_image_is_labelled_with_the_package_version(
