@@ -1,7 +1,7 @@
 """The built images, run with buildah: the operator's entry point prints the package version
 and the checked-in CRD and its kopf layer loads, the simulator's serves vLLM's endpoints on
-loopback, both run as a numeric non-root user, and
-each holds exactly its pinned runtime dependencies."""
+loopback, both run as a numeric non-root user, and each holds exactly its pinned runtime
+dependencies."""
 
 from __future__ import annotations
 
