@@ -14,6 +14,7 @@ import yaml
 from chart_harness import CHART_DIR, find, helm, helm_binary, render
 from harness import REPO_ROOT
 from vlm_operator.api.config import OperatorConfig
+from vlm_operator.cli import build_parser
 
 NAMESPACED = {"watchNamespaces": ["team-a", "team-b"]}
 PEERING = {"replicaCount": 2}
@@ -247,3 +248,19 @@ def test_the_chart_configuration_is_the_operators(tmp_path: Any) -> None:
     settable = {field.alias for field in OperatorConfig.model_fields.values()}
     # The version label follows the pinned image; a chart value could only contradict it.
     assert set(schema["properties"]["config"]["properties"]) == settable - {"vllmVersion"}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_operator_command_line_parses(mode: str) -> None:
+    """The Deployment's command is one the operator's own parser accepts, with the served
+    namespaces and the peering the mode asks for."""
+    objects = render(MODES[mode])
+    container = find(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["vlm-operator"]
+    args = build_parser().parse_args(container["args"])
+    assert args.namespace == MODES[mode].get("watchNamespaces", [])
+    assert args.all_namespaces is not bool(args.namespace)
+    assert args.peering == ("vlm-operator" if MODES[mode].get("replicaCount", 1) > 1 else None)
+    assert args.standalone is (args.peering is None)
+    config_mount = container["volumeMounts"][0]["mountPath"]
+    assert str(args.config).startswith(config_mount)
