@@ -264,3 +264,31 @@ def test_the_operator_command_line_parses(mode: str) -> None:
     assert args.standalone is (args.peering is None)
     config_mount = container["volumeMounts"][0]["mountPath"]
     assert str(args.config).startswith(config_mount)
+
+
+def test_the_activator_is_opt_in_per_visionmodel() -> None:
+    """No activator by default; one Deployment, Service and Role per listed VisionModel, in its
+    namespace, allowed to read it and update only its scale subresource."""
+    assert not [o for o in render() if o["metadata"]["name"].endswith("-activator")]
+    objects = render({"activator": {"models": [{"namespace": "team-a", "name": "qwen-vl"}]}})
+    named = {
+        (o["kind"], o["metadata"]["namespace"]): o
+        for o in objects
+        if o["metadata"]["name"] == "qwen-vl-activator"
+    }
+    assert set(named) == {
+        (kind, "team-a")
+        for kind in ("ServiceAccount", "Role", "RoleBinding", "Deployment", "Service")
+    }
+    container = named["Deployment", "team-a"]["spec"]["template"]["spec"]["containers"][0]
+    assert "--visionmodel=team-a/qwen-vl" in container["args"]
+    rules = named["Role", "team-a"]["rules"]
+    writes = [rule for rule in rules if set(rule["verbs"]) - READ_VERBS]
+    assert writes == [
+        {
+            "apiGroups": ["vlm-operator.io"],
+            "resources": ["visionmodels/scale"],
+            "resourceNames": ["qwen-vl"],
+            "verbs": ["get", "update"],
+        }
+    ]
