@@ -19,8 +19,8 @@ class SpecError(Exception):
     """The spec cannot be acted on; the message says which field and why."""
 
 
-MAX_CONFIG_BYTES = 1_048_576
-"""The most config.json text parsed: the size of the largest ConfigMap."""
+MAX_CONFIG_BYTES = 262_144
+"""The most config.json text parsed; real ones are a few KiB."""
 MAX_CONFIG_DEPTH = 16
 """The deepest nesting of objects and arrays accepted; real configs nest three or four deep."""
 MAX_NUMBER_DIGITS = 20
