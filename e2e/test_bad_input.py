@@ -135,3 +135,10 @@ def test_explain_shows_descriptions() -> None:
     result = kubectl_result("explain", "visionmodel.spec.workload.maxImagesPerRequest")
     assert result.returncode == 0, result.stderr
     assert "--limit-mm-per-prompt" in result.stdout
+
+
+def test_input_near_the_rules_is_accepted(namespace: str) -> None:
+    allowed = Path(__file__).resolve().parents[1] / "tests" / "security" / "allowed.yaml"
+    manifest = in_namespace(allowed, namespace)
+    result = kubectl_result("apply", "--dry-run=server", "-f", "-", input_text=json.dumps(manifest))
+    assert result.returncode == 0, result.stderr

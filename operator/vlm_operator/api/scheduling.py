@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field, ValidationInfo, field_validator
 
-from vlm_operator.api.base import ApiModel, Int32, Int64
+from vlm_operator.api.base import ApiModel, Int32, Int64, cel
 from vlm_operator.api.safety import (
     LABEL_KEY_PATTERN,
     LABEL_VALUE_PATTERN,
@@ -20,6 +20,8 @@ LabelKey = Annotated[str, Field(min_length=1, max_length=316, pattern=LABEL_KEY_
 LabelValue = Annotated[str, Field(max_length=63, pattern=LABEL_VALUE_PATTERN)]
 Values = Annotated[list[Annotated[str, Field(max_length=316)]], Field(max_length=64)]
 Weight = Annotated[Int32, Field(ge=1, le=100)]
+AVOIDING = ("NotIn", "DoesNotExist")
+"""Node-selector operators that keep pods away from the nodes a label names."""
 
 
 class Toleration(ApiModel):
@@ -45,15 +47,29 @@ class Toleration(ApiModel):
 
 
 class NodeSelectorRequirement(ApiModel):
-    """One node-label expression."""
+    """One node-label expression; one that selects control-plane nodes is refused, one that
+    keeps away from them (NotIn, DoesNotExist) is fine."""
 
-    model_config = ConfigDict(json_schema_extra=rules(NOT_CONTROL_PLANE_KEY))
-
-    key: Annotated[LabelKey, AfterValidator(check_not_control_plane)]
-    """The node label key."""
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            cel(
+                f"{NOT_CONTROL_PLANE_KEY['rule']} || self.operator in {list(AVOIDING)}",
+                str(NOT_CONTROL_PLANE_KEY["message"]),
+                ".key",
+            )
+        )
+    )
 
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"]
     """How the label is compared with values."""
+
+    key: LabelKey
+    """The node label key."""
+
+    @field_validator("key")
+    @classmethod
+    def _not_selecting_control_plane(cls, key: str, info: ValidationInfo) -> str:
+        return key if info.data.get("operator") in AVOIDING else check_not_control_plane(key)
 
     values: Values = []
     """Values to compare with."""

@@ -68,7 +68,7 @@ def validate_document(
 class _DuplicateKeyLoader(yaml.SafeLoader):
     """A safe loader that records mapping keys given twice (kubectl keeps the last one)."""
 
-    duplicates: list[str]
+    duplicates: list[tuple[int, str]]
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
@@ -76,7 +76,7 @@ class _DuplicateKeyLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=True)
             if key in seen:
                 line = key_node.start_mark.line + 1
-                self.duplicates.append(f"line {line}: key {key!r} is given twice")
+                self.duplicates.append((line, f"line {line}: key {key!r} is given twice"))
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
@@ -91,7 +91,9 @@ def duplicate_keys(path: Path) -> list[Problem]:
             loader.get_data()
     finally:
         loader.dispose()
-    return [Problem(str(path), "<file>", f"warning: {found}") for found in loader.duplicates]
+    return [
+        Problem(str(path), "<file>", f"warning: {found}") for _, found in sorted(loader.duplicates)
+    ]
 
 
 def iter_documents(path: Path) -> Iterator[tuple[str, Any]]:
