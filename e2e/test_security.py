@@ -31,7 +31,8 @@ pytestmark = pytest.mark.e2e
 
 SERVICE_ACCOUNT = "vlm-operator-test"
 CLUSTER_RULES = [
-    {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]},
+    # kopf lists namespaces even when it watches exactly one.
+    {"apiGroups": [""], "resources": ["nodes", "namespaces"], "verbs": ["get", "list", "watch"]},
     {
         "apiGroups": ["apiextensions.k8s.io"],
         "resources": ["customresourcedefinitions"],
