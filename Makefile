@@ -21,24 +21,25 @@ $(STAMP): pyproject.toml
 
 dev: $(STAMP) ## create .venv with the package and the dev tools
 
-crds: $(STAMP) ## regenerate crds/ from the API models
+crds: $(STAMP) ## regenerate crds/ (and the chart's copy) from the API models
 	$(BIN)/vlm-operator crd > crds/vlm-operator.io_visionmodels.yaml
+	cp crds/vlm-operator.io_visionmodels.yaml charts/vlm-operator/files/crds/
 
 lint: $(STAMP) ## ruff and mypy (the package, the tests and the benchmarks)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	MYPYPATH=operator:tests $(BIN)/mypy tests
+	MYPYPATH=operator:tests:e2e:images/vllm-sim $(BIN)/mypy tests
 	MYPYPATH=operator:e2e:images/vllm-sim $(BIN)/mypy e2e
 	MYPYPATH=operator $(BIN)/mypy benchmarks
 
-unit: $(STAMP) ## fast tests: no cluster
-	$(BIN)/pytest tests
+unit: $(STAMP) ## fast tests: no cluster, no images
+	$(BIN)/pytest -m "not images" tests
 
 e2e: $(STAMP) ## end-to-end tests against the local control plane (builds it on first use)
 	$(BIN)/pytest e2e
 
-test: lint ## the whole suite: lint, unit, end-to-end and the vLLM contract tests
+test: lint images ## the whole suite: lint, unit, end-to-end, image and the vLLM contract tests
 	$(BIN)/pytest -m "not contract"
 	$(MAKE) contract
 
@@ -63,7 +64,13 @@ cluster-down: ## stop the demo operator and the local control plane
 	fi
 	@bash e2e/cluster/down.sh
 
-.PHONY: help dev crds lint unit e2e test contract cluster cluster-down
+images: ## the operator and simulator images as OCI archives in build/images/ (buildah, no Docker engine)
+	@nice -n 10 bash images/build.sh
+
+constraints: ## regenerate images/operator/constraints.txt after a change to pyproject's dependencies
+	@PYTHON=$(PYTHON) bash images/operator/constraints.sh
+
+.PHONY: help dev crds lint unit e2e test contract cluster cluster-down images constraints
 
 bench-planner: $(STAMP) ## plans per second over the catalog x GPU sweep
 	$(BIN)/python benchmarks/bench_planner.py

@@ -1,11 +1,10 @@
 """What a tenant cannot make the operator do: change or adopt an object it did not create, or
-leak a Secret. The operator runs with an identity that has no access to Secrets."""
+leak a Secret. Every operator here runs with the chart's identity, which has no Secret access."""
 
 from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,6 @@ from harness import (
     kubectl_json,
     kubectl_result,
     list_objects,
-    operator_environment,
     visionmodel,
     wait_condition,
     wait_for,
@@ -28,39 +26,6 @@ from harness import (
 )
 
 pytestmark = pytest.mark.e2e
-
-SERVICE_ACCOUNT = "vlm-operator-test"
-CLUSTER_RULES = [
-    # kopf lists namespaces even when it watches exactly one.
-    {"apiGroups": [""], "resources": ["nodes", "namespaces"], "verbs": ["get", "list", "watch"]},
-    {
-        "apiGroups": ["apiextensions.k8s.io"],
-        "resources": ["customresourcedefinitions"],
-        "verbs": ["get", "list", "watch"],
-    },
-]
-NAMESPACE_RULES = [
-    {
-        "apiGroups": ["vlm-operator.io"],
-        "resources": ["visionmodels", "visionmodels/status", "visionmodels/scale"],
-        "verbs": ["get", "list", "watch", "patch", "update"],
-    },
-    {
-        "apiGroups": ["", "apps", "policy", "autoscaling", "keda.sh", "monitoring.coreos.com"],
-        "resources": [
-            "services",
-            "deployments",
-            "poddisruptionbudgets",
-            "horizontalpodautoscalers",
-            "scaledobjects",
-            "podmonitors",
-        ],
-        "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"],
-    },
-    {"apiGroups": [""], "resources": ["pods", "configmaps"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
-]
-"""The operator's rights in this test: what it reads and writes, and no Secrets at all."""
 
 
 def foreign_objects(namespace: str, name: str) -> list[dict[str, Any]]:
@@ -151,79 +116,14 @@ def test_an_unowned_object_is_neither_changed_nor_adopted(
     assert survivor["metadata"]["uid"] == before["metadata"]["uid"]
 
 
-@pytest.fixture
-def restricted_kubeconfig(namespace: str, tmp_path: Path) -> Iterator[Path]:
-    """A kubeconfig for a service account bound to CLUSTER_RULES and NAMESPACE_RULES only."""
-    cluster_role = f"{namespace}-operator"
-    subject = [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": namespace}]
-    role_ref = {"apiGroup": "rbac.authorization.k8s.io", "name": cluster_role}
-    manifests = [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": SERVICE_ACCOUNT}},
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": {"name": cluster_role},
-            "rules": CLUSTER_RULES,
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": {"name": cluster_role},
-            "subjects": subject,
-            "roleRef": {**role_ref, "kind": "ClusterRole"},
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": {"name": "operator"},
-            "rules": NAMESPACE_RULES,
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": {"name": "operator"},
-            "subjects": subject,
-            "roleRef": {**role_ref, "kind": "Role", "name": "operator"},
-        },
-    ]
-    for manifest in manifests:
-        kubectl("apply", "-n", namespace, "-f", "-", input_text=json.dumps(manifest))
-    token = kubectl("create", "token", SERVICE_ACCOUNT, "-n", namespace).stdout.strip()
-    config = kubectl_json("config", "view", "--raw", "--minify")
-    config["users"] = [{"name": SERVICE_ACCOUNT, "user": {"token": token}}]
-    config["contexts"][0]["context"]["user"] = SERVICE_ACCOUNT
-    path = tmp_path / "kubeconfig"
-    path.write_text(json.dumps(config), encoding="utf-8")
-    try:
-        yield path
-    finally:
-        kubectl_result("delete", "clusterrolebinding,clusterrole", cluster_role)
-
-
-@pytest.fixture
-def restricted_operator(
-    namespace: str, restricted_kubeconfig: Path, tmp_path: Path
-) -> Iterator[OperatorProcess]:
-    """The operator as a subprocess acting with the restricted identity."""
-    process = OperatorProcess(
-        namespace,
-        tmp_path / "operator.log",
-        operator_environment(KUBECONFIG=str(restricted_kubeconfig)),
-    )
-    try:
-        process.start()
-        yield process
-    finally:
-        process.stop()
-
-
 def test_a_planted_token_appears_nowhere(
-    namespace: str, restricted_kubeconfig: Path, restricted_operator: OperatorProcess
+    namespace: str, operator_kubeconfig: Path, operator: OperatorProcess
 ) -> None:
+    """The operator runs with the chart's ServiceAccount, which cannot read the Secret."""
     token = f"hf_{secrets.token_hex(16)}"
     kubectl("create", "secret", "generic", "hf", f"--from-literal=token={token}", "-n", namespace)
     denied = kubectl_result(
-        "--kubeconfig", str(restricted_kubeconfig), "get", "secret", "hf", "-n", namespace
+        "--kubeconfig", str(operator_kubeconfig), "get", "secret", "hf", "-n", namespace
     )
     assert denied.returncode != 0
     assert "Forbidden" in denied.stderr, denied.stderr
@@ -245,7 +145,7 @@ def test_a_planted_token_appears_nowhere(
     assert {"name": "ECHO", "value": "$$(HF_TOKEN)"} in container["env"]
     events = kubectl("get", "events", "-n", namespace, "-o", "json").stdout
     seen = {
-        "operator log": restricted_operator.logs(),
+        "operator log": operator.logs(),
         "events": events,
         "status": json.dumps(body["status"]),
         "pods": json.dumps(pods),

@@ -22,7 +22,7 @@ from vlm_operator.autoscale.sources import (
 )
 from vlm_operator.catalog.engine import SERVE_PORT
 from vlm_operator.controllers.clock import utc_now
-from vlm_operator.controllers.planning import SpecError, plan_for
+from vlm_operator.controllers.planning import SpecError, check_engine_policy, plan_for
 from vlm_operator.controllers.state import Memory
 from vlm_operator.k8s.cluster import Cluster
 from vlm_operator.render.labels import selector_string
@@ -77,6 +77,7 @@ def autoscale(
             scaling = spec.scaling
             if scaling is None or scaling.driver != "operator":
                 return
+            check_engine_policy(spec, config)
             plan = plan_for(cluster, namespace, spec)
         except (ValidationError, SpecError):
             return  # the reconciler reports invalid specs

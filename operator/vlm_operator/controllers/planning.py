@@ -109,8 +109,9 @@ def architecture_config(
         ) from None
 
 
-def admit(spec: VisionModelSpec, config: OperatorConfig) -> None:
-    """Refuse, naming the field, what this installation's configuration does not let through."""
+def check_engine_policy(spec: VisionModelSpec, config: OperatorConfig) -> None:
+    """Refuse, naming the field, the engine arguments this installation does not let through
+    (extraArgsAllowed, allowTrustRemoteCode); raises SpecError."""
     refused = config.refused_extra_args(spec.engine.extra_args)
     if refused:
         raise SpecError(
