@@ -68,7 +68,6 @@ ALLOWED = [
     ("patch", "services"),
     ("get", "services"),
     ("get", "poddisruptionbudgets.policy"),
-    ("get", "podmonitors.monitoring.coreos.com"),
     ("list", "pods"),
     ("get", "configmaps"),
     ("create", "events"),
