@@ -50,7 +50,7 @@ $(VLLM_VENV)/.installed-stamp:
 	touch $@
 
 contract: $(VLLM_VENV)/.installed-stamp ## engine arguments parsed by the pinned vLLM's own parser
-	$(VLLM_VENV)/bin/pytest -m contract tests/sizing/test_engine_contract.py
+	$(VLLM_VENV)/bin/pytest -m contract tests/sizing/test_engine_contract.py tests/security/test_vllm_flags.py
 
 cluster: $(STAMP) ## start the local control plane with fake GPU nodes
 	@PATH="$(CURDIR)/$(BIN):$$PATH" bash e2e/cluster/up.sh

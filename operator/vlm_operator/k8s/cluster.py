@@ -84,9 +84,12 @@ class Cluster:
         )
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        """Read one object of a non-core group, or None when it does not exist."""
+        """Read one object (of a non-core group, or a Service), or None when it does not exist."""
         group, version = _split_api_version(api_version)
         try:
+            if not group and kind == "Service":
+                service = self._core.read_namespaced_service(name, namespace)
+                return cast(dict[str, Any], self._api.sanitize_for_serialization(service))
             found = self._objects.get_namespaced_custom_object(
                 group, version, namespace, PLURALS[kind], name
             )
