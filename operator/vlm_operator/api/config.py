@@ -32,6 +32,7 @@ DEFAULT_EXTRA_ARGS_ALLOWED = (
 """vllm serve flags a VisionModel may add by default: none changes what the plan sized, where
 the server listens, which code it runs or which files and hosts it reads."""
 TRUST_REMOTE_CODE = "--trust-remote-code"
+"""Runs Python code from the model repository; off unless the configuration allows it."""
 
 
 class OperatorConfig(BaseModel):

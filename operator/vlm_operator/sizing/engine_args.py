@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from vlm_operator.api.config import TRUST_REMOTE_CODE
 from vlm_operator.catalog.engine import SERVE_PORT
 
 DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
@@ -102,8 +103,6 @@ def engine_arguments(settings: EngineSettings) -> list[str]:
     return arguments
 
 
-TRUST_REMOTE_CODE = "--trust-remote-code"
-"""Runs Python code from the model repository; off unless the operator configuration allows it."""
 _UNAMBIGUOUS_PREFIX = len("--trust-rem")
 """vLLM's parser accepts unambiguous abbreviations; --trust-rem is the shortest one."""
 
