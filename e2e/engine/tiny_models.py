@@ -37,11 +37,57 @@ VOCAB_SIZE = 2048
 SEED = 0
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
-WORDS = (
-    "the a an image picture photo shows cat dog bird car tree house street sky red green blue "
-    "white black small large left right top bottom of in on with and is are there what describe "
-    "how many colour color number text reads says one two three four five"
-).split()
+WORDS = [
+    "the",
+    "a",
+    "an",
+    "image",
+    "picture",
+    "photo",
+    "shows",
+    "cat",
+    "dog",
+    "bird",
+    "car",
+    "tree",
+    "house",
+    "street",
+    "sky",
+    "red",
+    "green",
+    "blue",
+    "white",
+    "black",
+    "small",
+    "large",
+    "left",
+    "right",
+    "top",
+    "bottom",
+    "of",
+    "in",
+    "on",
+    "with",
+    "and",
+    "is",
+    "are",
+    "there",
+    "what",
+    "describe",
+    "how",
+    "many",
+    "colour",
+    "color",
+    "number",
+    "text",
+    "reads",
+    "says",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+]
 
 QWEN_SPECIAL_TOKENS = [
     "<|endoftext|>",
