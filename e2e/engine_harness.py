@@ -103,14 +103,14 @@ def engine_command(
     return command + args, env
 
 
-def _png(width: int, height: int) -> bytes:
+def _png(width: int, height: int, shade: int) -> bytes:
     """A valid RGB PNG of one colour, width x height (the engine decodes and resizes it)."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         body = kind + data
         return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
 
-    row = b"\x00" + bytes((120, 30, 200)) * width
+    row = b"\x00" + bytes((shade % 256, shade // 256 % 256, 200)) * width
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return (
         b"\x89PNG\r\n\x1a\n"
@@ -120,10 +120,10 @@ def _png(width: int, height: int) -> bytes:
     )
 
 
-@functools.cache
-def image_url(width: int, height: int) -> str:
-    """A data: URL of a width x height PNG, for an OpenAI image_url part."""
-    return "data:image/png;base64," + base64.b64encode(_png(width, height)).decode()
+def image_url(width: int, height: int, shade: int = 0) -> str:
+    """A data: URL of a width x height PNG, for an OpenAI image_url part. Images of different
+    shades share no prefix-cache blocks in the engine."""
+    return "data:image/png;base64," + base64.b64encode(_png(width, height, shade)).decode()
 
 
 @dataclass(frozen=True)
@@ -244,13 +244,15 @@ class EnginePod(LoggedProcess):
         images: Sequence[tuple[int, int]] = (),
         max_tokens: int = 2,
         ignore_eos: bool = False,
+        shade: int = 0,
         timeout: float = 120.0,
     ) -> ChatAnswer:
-        """One chat completion with a text part and one image_url part per (width, height);
-        `ignore_eos` (vLLM's extra parameter) makes it generate all `max_tokens`."""
+        """One chat completion with a text part and one image_url part per (width, height), in
+        the given shade; `ignore_eos` (vLLM's extra parameter) makes it generate all
+        `max_tokens`."""
         content: list[dict[str, Any]] = [{"type": "text", "text": "Describe the image."}]
         content += [
-            {"type": "image_url", "image_url": {"url": image_url(width, height)}}
+            {"type": "image_url", "image_url": {"url": image_url(width, height, shade)}}
             for width, height in images
         ]
         body = {

@@ -38,7 +38,7 @@ from harness import (
     wait_for,
     wait_ready,
 )
-from prometheus_harness import Prometheus
+from prometheus_harness import Prometheus, SimulatedPod
 from vlm_operator.api.v1alpha1 import VisionModelSpec
 from vlm_operator.catalog.architectures import resolve_architecture
 from vlm_operator.sizing.memory import profile_run
@@ -48,8 +48,11 @@ pytestmark = pytest.mark.engine
 
 NAME = "tiny-vl"
 MAX_NUM_SEQS = 2
-KV_BLOCKS = 160
-"""--num-gpu-blocks-override: 2,560 tokens of KV cache, so that its usage moves under load."""
+KV_BLOCKS = 32
+"""--num-gpu-blocks-override: a KV cache small enough for its usage to move under load."""
+CPU_BLOCK_SIZE = 128
+"""Tokens per KV block on vLLM's CPU platform when none is set (vllm/platforms/cpu.py; CUDA
+uses 16, the plan's KV_BLOCK_SIZE)."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,17 @@ def deploy(namespace: str, model: TinyModel, **extra: Any) -> dict[str, Any]:
     return container
 
 
+def start_engine(
+    engines: EngineSlot, container: dict[str, Any], model: TinyModel, artifacts: Path
+) -> EnginePod:
+    """The engine for the container, and every start so far recorded in the artifacts."""
+    engine = engines.get(container, tiny_checkpoints() / model.name, model.name)
+    artifacts.mkdir(parents=True, exist_ok=True)
+    starts = [{"model": name, "secondsToHealth": round(took, 1)} for name, took in engines.starts]
+    (artifacts / "engine-starts.json").write_text(json.dumps(starts, indent=1))
+    return engine
+
+
 def plan_of(namespace: str) -> dict[str, Any]:
     """status.plan of the VisionModel."""
     body = get_object("visionmodel", NAME, namespace)
@@ -165,9 +179,8 @@ def served(
     model: TinyModel, namespace: str, operator: OperatorProcess, engines: EngineSlot
 ) -> Served:
     container = deploy(namespace, model)
-    engine = engines.get(container, tiny_checkpoints() / model.name, model.name)
     artifacts = operator.log_path.parent / "engine"
-    artifacts.mkdir(parents=True, exist_ok=True)
+    engine = start_engine(engines, container, model, artifacts)
     return Served(model, plan_of(namespace), container, engine, artifacts)
 
 
@@ -183,17 +196,22 @@ def autoscaling_reason(namespace: str) -> str:
 
 def load(engine: EnginePod, workers: int, stop: threading.Event, seconds: float) -> list[int]:
     """Closed-loop image requests from `workers` threads until `stop` or `seconds` pass; the
-    HTTP status of each. Bounded in time and in count (at most 100 per worker)."""
+    HTTP status of each. Bounded in time and in count (at most 100 per worker). Every image has
+    its own shade, so requests share no prefix-cache blocks and hold their own KV cache."""
     deadline = time.monotonic() + seconds
     statuses: list[int] = []
 
-    def worker() -> None:
-        for _ in range(100):
+    def worker(first_shade: int) -> None:
+        for shade in range(first_shade, first_shade + 100):
             if stop.is_set() or time.monotonic() > deadline:
                 return
-            statuses.append(engine.chat([(640, 480)], max_tokens=64, ignore_eos=True).status)
+            answer = engine.chat([(640, 480)], max_tokens=64, ignore_eos=True, shade=shade)
+            statuses.append(answer.status)
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(workers)]
+    threads = [
+        threading.Thread(target=worker, args=(1000 + 100 * index,), daemon=True)
+        for index in range(workers)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -201,10 +219,72 @@ def load(engine: EnginePod, workers: int, stop: threading.Event, seconds: float)
     return statuses
 
 
+class FleetMirror:
+    """Prometheus targets for every running pod of the VisionModel: the first pod is the real
+    engine; pods a scale-up adds are idle simulators (one engine at a time), so that every ready
+    pod reports, as the autoscaler requires before it scales down."""
+
+    def __init__(
+        self, namespace: str, engine: EnginePod, prometheus: Prometheus, workdir: Path
+    ) -> None:
+        self.namespace, self.engine, self.prometheus, self.workdir = (
+            namespace,
+            engine,
+            prometheus,
+            workdir,
+        )
+        self.engine_pod = ""
+        self.simulated: dict[str, SimulatedPod] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> FleetMirror:
+        self.sync()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *error: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        for pod in self.simulated.values():
+            pod.stop()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            self.sync()
+
+    def sync(self) -> None:
+        """Start simulators for new pods, stop those of deleted pods, rewrite the targets."""
+        pods = list_objects("pod", self.namespace, f"vlm-operator.io/visionmodel={NAME}")
+        running = sorted(
+            (pod["metadata"]["creationTimestamp"], pod["metadata"]["name"])
+            for pod in pods
+            if pod["status"].get("phase") == "Running"
+            and "deletionTimestamp" not in pod["metadata"]
+        )
+        names = {name for _, name in running}
+        if not self.engine_pod and running:
+            self.engine_pod = running[0][1]
+        for name in names - self.simulated.keys() - {self.engine_pod}:
+            pod = SimulatedPod(
+                name, self.namespace, self.workdir, model_name=self.engine.served_name
+            )
+            pod.start()
+            self.simulated[name] = pod
+        for name in self.simulated.keys() - names:
+            self.simulated.pop(name).stop()
+        labels = {"namespace": self.namespace, "pod": self.engine_pod}
+        targets = [(self.engine.metrics_target, labels)]
+        targets += [(pod.metrics_target, pod.labels) for pod in self.simulated.values()]
+        self.prometheus.set_targets(targets)
+
+
 def test_queue_on_the_real_engine_scales_up_and_back_down(
     namespace: str, operator: OperatorProcess, engines: EngineSlot, tmp_path: Path
 ) -> None:
     model = MODELS[0]
+    artifacts = operator.log_path.parent / "engine"
+    timeline: list[dict[str, Any]] = []
     with Prometheus(tmp_path / "prometheus") as prometheus:
         scaling = {
             "minReplicas": 1,
@@ -215,49 +295,58 @@ def test_queue_on_the_real_engine_scales_up_and_back_down(
             "metricsSource": {"prometheus": {"url": prometheus.url}},
         }
         container = deploy(namespace, model, scaling=scaling)
-        # One engine at a time: it stands in for the first pod; the pods the scale-up adds stay
-        # KWOK pods, so the queue is this engine's.
-        engine = engines.get(container, tiny_checkpoints() / model.name, model.name)
-        pod = list_objects("pod", namespace, f"vlm-operator.io/visionmodel={NAME}")[0]
-        labels = {"namespace": namespace, "pod": pod["metadata"]["name"]}
-        prometheus.set_targets([(engine.metrics_target, labels)])
-        waiting = f'sum(vllm:num_requests_waiting{{namespace="{namespace}"}})'
-        prometheus.wait_for_series(waiting, 60)
-        wait_for(lambda: "steady at 1" in autoscaling_reason(namespace), 90, "idle metrics read")
+        engine = start_engine(engines, container, model, artifacts)
+        selector = f'namespace="{namespace}"'
+        waiting = f"sum(vllm:num_requests_waiting{{{selector}}})"
+        with FleetMirror(namespace, engine, prometheus, tmp_path) as mirror:
+            prometheus.wait_for_series(waiting, 60)
+            wait_for(lambda: "steady at 1" in autoscaling_reason(namespace), 90, "idle metrics")
+            started = time.monotonic()
+            sampling = threading.Event()
 
-        started = time.monotonic()
-        timeline: list[tuple[float, str]] = []
+            def sample() -> None:
+                while not sampling.wait(2.0):
+                    point: dict[str, Any] = {"t": round(time.monotonic() - started, 1)}
+                    for key, metric in (
+                        ("waiting", "vllm:num_requests_waiting"),
+                        ("running", "vllm:num_requests_running"),
+                        ("kvCacheUsage", "vllm:kv_cache_usage_perc"),
+                    ):
+                        pod = f'pod="{mirror.engine_pod}"'
+                        answer = prometheus.query(f"max({metric}{{{selector},{pod}}})")
+                        point[key] = answer[0][1] if answer else None
+                    point["replicas"] = replicas_of(namespace)
+                    point["reason"] = autoscaling_reason(namespace)
+                    timeline.append(point)
 
-        def mark(event: str) -> None:
-            timeline.append((round(time.monotonic() - started, 1), event))
-
-        stop = threading.Event()
-        statuses: list[int] = []
-        sender = threading.Thread(
-            target=lambda: statuses.extend(load(engine, 8, stop, 150.0)), daemon=True
-        )
-        sender.start()
-        mark("load started: 8 clients, one 640x480 image each")
-        try:
-            peak = prometheus.wait_for_series(waiting, 60, lambda s: s[0][1] >= 2)[0][1]
-            kv = prometheus.query(f'max(vllm:kv_cache_usage_perc{{namespace="{namespace}"}})')
-            mark(f"waiting {peak:.0f}, KV usage {kv[0][1]:.2f} in Prometheus")
-            wait_for(lambda: replicas_of(namespace) >= 2, 120, "a scale-up on the real queue")
-            mark(f"scaled up to {replicas_of(namespace)}: {autoscaling_reason(namespace)}")
-        finally:
-            stop.set()
-            sender.join(240)
-        mark(f"load stopped: {len(statuses)} requests, {statuses.count(200)} answered 200")
-        wait_for(lambda: replicas_of(namespace) == 1, 150, "the scale-down once the load stops")
-        mark(f"scaled down to 1: {autoscaling_reason(namespace)}")
-        artifacts = operator.log_path.parent / "engine"
-        artifacts.mkdir(parents=True, exist_ok=True)
-        (artifacts / "autoscaling-timeline.json").write_text(json.dumps(timeline, indent=2))
-        assert statuses
-        assert set(statuses) == {200}, statuses
-        events = list_objects("event", namespace, field_selector="involvedObject.kind=VisionModel")
-        reasons = {event["reason"] for event in events}
-        assert {"ScaledUp", "ScaledDown"} <= reasons, (reasons, timeline)
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            stop = threading.Event()
+            statuses: list[int] = []
+            sender = threading.Thread(
+                target=lambda: statuses.extend(load(engine, 8, stop, 150.0)), daemon=True
+            )
+            try:
+                sender.start()
+                prometheus.wait_for_series(waiting, 60, lambda s: s[0][1] >= 2)
+                wait_for(lambda: replicas_of(namespace) >= 2, 120, "a scale-up on the real queue")
+                stop.set()
+                sender.join(240)
+                timeline.append({"t": round(time.monotonic() - started, 1), "loadStopped": True})
+                wait_for(lambda: replicas_of(namespace) == 1, 150, "the scale-down after the load")
+            finally:
+                stop.set()
+                sampling.set()
+                sampler.join(10)
+                (artifacts / "autoscaling-timeline.json").write_text(json.dumps(timeline, indent=1))
+    assert statuses
+    assert set(statuses) == {200}, statuses
+    assert max(point.get("waiting") or 0 for point in timeline) >= 2, timeline
+    # Two running requests of ~480 tokens in 128-token blocks hold 8 of the 32 blocks.
+    assert max(point.get("kvCacheUsage") or 0 for point in timeline) >= 0.1, timeline
+    events = list_objects("event", namespace, field_selector="involvedObject.kind=VisionModel")
+    reasons = {event["reason"] for event in events}
+    assert {"ScaledUp", "ScaledDown"} <= reasons, reasons
 
 
 def test_only_the_listed_substitutions_are_made(served: Served) -> None:
@@ -354,4 +443,4 @@ def test_the_profile_vllm_logs_is_the_one_the_plan_describes(served: Served) -> 
     assert profile.profiled_modality == "image"
     assert profile.encoder_budget_tokens == planned.encoder_cache_tokens
     assert profile.profiled_items == planned.vision_tokens // demand.item_features
-    assert profile.kv_cache_tokens == KV_BLOCKS * 16
+    assert profile.kv_cache_tokens == KV_BLOCKS * CPU_BLOCK_SIZE

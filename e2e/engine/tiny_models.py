@@ -115,21 +115,24 @@ QWEN_CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 
-IDEFICS3_MAX_TILES_PER_SIDE = 6
-"""Row/column tags the tokenizer knows: <row_1_col_1> ... <row_6_col_6>."""
+IDEFICS3_TILES_PER_SIDE = 4
+"""1536 / 384: the most tiles along one side, so the row and column tags the tokenizer needs."""
 IDEFICS3_SPECIAL_TOKENS = [
     "<|endoftext|>",
     "<|im_start|>",
-    "<end_of_utterance>",
+    "<|im_end|>",
     "<fake_token_around_image>",
     "<image>",
+    "<end_of_utterance>",
     "<global-img>",
     *(
         f"<row_{row}_col_{column}>"
-        for row in range(1, IDEFICS3_MAX_TILES_PER_SIDE + 1)
-        for column in range(1, IDEFICS3_MAX_TILES_PER_SIDE + 1)
+        for row in range(1, IDEFICS3_TILES_PER_SIDE + 1)
+        for column in range(1, IDEFICS3_TILES_PER_SIDE + 1)
     ),
 ]
+"""As the SmolVLM-256M/500M tokenizers have them: the tile tags vLLM writes around each tile are
+tokens of their own. (SmolVLM-Instruct's tokenizer lacks them and splits the tags as text.)"""
 IDEFICS3_CHAT_TEMPLATE = (
     "{{ '<|im_start|>' }}"
     "{% for message in messages %}"
