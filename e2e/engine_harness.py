@@ -151,7 +151,12 @@ ENCODER_LINE = re.compile(
     r"and profiled with (\d+) (\w+) items of the maximum feature size"
 )
 KV_LINE = re.compile(r"CPU KV cache size: ([\d,]+) tokens")
-PROFILE_WORDS = ("Encoder cache", "KV cache", "dummy_inputs", "Maximum concurrency")
+PROFILE_WORDS = ("Encoder cache will be", "KV cache size", "for KV cache", "dummy_inputs")
+
+
+def _message(line: str) -> str:
+    """A log line without its process, level, time and source prefix."""
+    return line.partition("] ")[2] or line
 
 
 def parse_startup_log(text: str) -> StartupProfile:
@@ -159,13 +164,15 @@ def parse_startup_log(text: str) -> StartupProfile:
     encoder, kv = ENCODER_LINE.search(text), KV_LINE.search(text)
     if encoder is None or kv is None:
         raise AssertionError("vLLM's log has no encoder-cache or KV-cache line:\n" + text[-3000:])
-    lines = tuple(line for line in text.splitlines() if any(w in line for w in PROFILE_WORDS))
+    lines = [line for line in text.splitlines() if any(word in line for word in PROFILE_WORDS)]
+    # Each process logs the dummy-input warnings again: keep the first line of each message.
+    first = {_message(line): line for line in reversed(lines)}
     return StartupProfile(
         encoder_budget_tokens=int(encoder.group(1)),
         profiled_items=int(encoder.group(2)),
         profiled_modality=encoder.group(3),
         kv_cache_tokens=int(kv.group(1).replace(",", "")),
-        lines=tuple(dict.fromkeys(lines)),
+        lines=tuple(line for line in lines if first[_message(line)] == line),
     )
 
 
