@@ -210,7 +210,7 @@ class EnginePod(LoggedProcess):
         """Start vLLM and wait until /health answers 200 (three processes, torch.compile)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
-        with self.log_path.open("ab") as log:
+        with self.log_path.open("wb") as log:
             self._process = subprocess.Popen(
                 ["nice", "-n", "5", *self.command],
                 stdout=log,
@@ -282,7 +282,8 @@ class EnginePod(LoggedProcess):
 
 
 class EngineSlot:
-    """At most one engine at a time: a started engine is reused while its container is the same."""
+    """At most one engine at a time: a started engine is reused while its container is the same.
+    Each start's log is kept in `workdir` as vllm-<name>-<start>.log."""
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
@@ -299,7 +300,7 @@ class EngineSlot:
         if self.engine is not None and key == self._key:
             return self.engine
         self.stop()
-        engine = EnginePod(container, checkpoint, self.workdir, name)
+        engine = EnginePod(container, checkpoint, self.workdir, f"{name}-{len(self.starts) + 1}")
         self.engine, self._key = engine, key
         engine.start()
         self.starts.append((name, engine.startup_seconds))

@@ -129,12 +129,10 @@ def deploy(namespace: str, model: TinyModel, **extra: Any) -> dict[str, Any]:
     return container
 
 
-def start_engine(
-    engines: EngineSlot, container: dict[str, Any], model: TinyModel, artifacts: Path
-) -> EnginePod:
+def start_engine(engines: EngineSlot, container: dict[str, Any], model: TinyModel) -> EnginePod:
     """The engine for the container, and every start so far recorded in the artifacts."""
     engine = engines.get(container, tiny_checkpoints() / model.name, model.name)
-    artifacts.mkdir(parents=True, exist_ok=True)
+    artifacts = engines.workdir
     starts = [{"model": name, "secondsToHealth": round(took, 1)} for name, took in engines.starts]
     (artifacts / "engine-starts.json").write_text(json.dumps(starts, indent=1))
     return engine
@@ -149,8 +147,9 @@ def plan_of(namespace: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineSlot]:
-    slot = EngineSlot(tmp_path_factory.mktemp("engines"))
+def engines(cluster: Path) -> Iterator[EngineSlot]:
+    """The engine slot; its logs and the comparisons go to the cluster's artifacts/engine."""
+    slot = EngineSlot(cluster.parent / "artifacts" / "engine")
     yield slot
     slot.stop()
 
@@ -179,9 +178,8 @@ def served(
     model: TinyModel, namespace: str, operator: OperatorProcess, engines: EngineSlot
 ) -> Served:
     container = deploy(namespace, model)
-    artifacts = operator.log_path.parent / "engine"
-    engine = start_engine(engines, container, model, artifacts)
-    return Served(model, plan_of(namespace), container, engine, artifacts)
+    engine = start_engine(engines, container, model)
+    return Served(model, plan_of(namespace), container, engine, engines.workdir)
 
 
 def replicas_of(namespace: str) -> int:
@@ -283,7 +281,6 @@ def test_queue_on_the_real_engine_scales_up_and_back_down(
     namespace: str, operator: OperatorProcess, engines: EngineSlot, tmp_path: Path
 ) -> None:
     model = MODELS[0]
-    artifacts = operator.log_path.parent / "engine"
     timeline: list[dict[str, Any]] = []
     with Prometheus(tmp_path / "prometheus") as prometheus:
         scaling = {
@@ -295,7 +292,7 @@ def test_queue_on_the_real_engine_scales_up_and_back_down(
             "metricsSource": {"prometheus": {"url": prometheus.url}},
         }
         container = deploy(namespace, model, scaling=scaling)
-        engine = start_engine(engines, container, model, artifacts)
+        engine = start_engine(engines, container, model)
         selector = f'namespace="{namespace}"'
         waiting = f"sum(vllm:num_requests_waiting{{{selector}}})"
         with FleetMirror(namespace, engine, prometheus, tmp_path) as mirror:
@@ -338,7 +335,9 @@ def test_queue_on_the_real_engine_scales_up_and_back_down(
                 stop.set()
                 sampling.set()
                 sampler.join(10)
-                (artifacts / "autoscaling-timeline.json").write_text(json.dumps(timeline, indent=1))
+                (engines.workdir / "autoscaling-timeline.json").write_text(
+                    json.dumps(timeline, indent=1)
+                )
     assert statuses
     assert set(statuses) == {200}, statuses
     assert max(point.get("waiting") or 0 for point in timeline) >= 2, timeline
