@@ -397,7 +397,7 @@ def test_images_of_the_declared_box_cost_the_planned_tokens(served: Served) -> N
 
 def test_one_image_more_than_declared_is_refused(served: Served) -> None:
     model = served.model
-    answer = served.engine.chat([(model.smaller)] * (model.images + 1))
+    answer = served.engine.chat([model.smaller] * (model.images + 1))
     assert answer.status == 400, answer
     assert f"At most {model.images} image(s)" in answer.error
 
