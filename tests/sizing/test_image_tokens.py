@@ -49,6 +49,9 @@ def test_table_b(model_id: str, limits: dict[str, Any], most: int, square: int, 
         ("Qwen/Qwen2.5-VL-7B-Instruct", 1371, 2693),  # vision_start and vision_end
         ("meta-llama/Llama-3.2-11B-Vision-Instruct", 1, 1),  # states go to cross-attention
         ("google/gemma-3-4b-it", 260, 260),
+        # 4x4 and 4x3 tiles of 81 plus the global image; per tile 2 tags, a newline per row
+        # but the last, one "\n\n", and 3 around the global image: 1377 + 39, 1053 + 30.
+        ("HuggingFaceTB/SmolVLM-Instruct", 1416, 1083),
     ],
 )
 def test_decoder_tokens_include_wrappers(
