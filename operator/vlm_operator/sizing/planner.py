@@ -38,9 +38,10 @@ from vlm_operator.catalog.gpus import (
 from vlm_operator.sizing.engine_args import EngineSettings, engine_arguments
 from vlm_operator.sizing.image_tokens import (
     image_tokens,
-    max_image_features,
     processor_limits,
+    profiled_item_features,
     video_tokens,
+    worst_case_image,
 )
 from vlm_operator.sizing.memory import (
     GIB,
@@ -82,13 +83,22 @@ class Demand:
     request_tokens: int
     concurrent_requests: int
     tokens_per_image: int
+    """Decoder tokens of the costliest image inside the declared box."""
+    tokens_per_declared_image: int
+    """Decoder tokens of an image of exactly the declared size."""
     images_per_request: int
     image_width: int
     image_height: int
+    """The declared box."""
+    worst_image_width: int
+    worst_image_height: int
+    """The costliest image inside the box: the dummy size rendered for vLLM's profile."""
     videos_per_request: int
     video_frames: int
     item_features: int
-    """Vision embeddings of the largest multimodal item vLLM profiles."""
+    """Vision embeddings of the multimodal item vLLM's budget counts (the dummy it builds)."""
+    admitted_features: int
+    """Embeddings of the largest item a request may carry: the encoder cache must hold it."""
     items_per_prompt: int
     cross_states_per_request: int
     gpu_memory_utilization: float
@@ -241,15 +251,21 @@ def derive_demand(architecture: Architecture, spec: VisionModelSpec) -> Demand:
             f"{architecture.model_id} takes no video: set workload.maxVideosPerRequest to 0",
         )
     limits = processor_limits(architecture, width, height) if images or videos else {}
-    image = image_tokens(architecture, width, height, images_per_request=images, limits=limits)
-    item_features, items_per_prompt = 0, 0
+    declared = image_tokens(architecture, width, height, images_per_request=images, limits=limits)
+    (worst_width, worst_height), image = worst_case_image(
+        architecture, width, height, images_per_request=images, limits=limits
+    )
+    item_features, items_per_prompt, admitted = 0, 0, 0
     if images:
-        item_features = max_image_features(architecture, images_per_request=images, limits=limits)
-        items_per_prompt = images
+        item_features = profiled_item_features(
+            architecture, worst_width, worst_height, images_per_request=images, limits=limits
+        )
+        items_per_prompt, admitted = images, image.features
     video_decoder = 0
     if videos:
         video = video_tokens(architecture, width, height, workload.max_video_frames, limits=limits)
         video_decoder = video.decoder
+        admitted = max(admitted, video.features)
         if video.features >= item_features:
             item_features, items_per_prompt = video.features, videos
     request_tokens = (
@@ -292,12 +308,16 @@ def derive_demand(architecture: Architecture, spec: VisionModelSpec) -> Demand:
         request_tokens=min(request_tokens, max_model_len),
         concurrent_requests=min(workload.concurrency, max_num_seqs),
         tokens_per_image=image.decoder,
+        tokens_per_declared_image=declared.decoder,
         images_per_request=images,
         image_width=width,
         image_height=height,
+        worst_image_width=worst_width,
+        worst_image_height=worst_height,
         videos_per_request=videos,
         video_frames=workload.max_video_frames,
         item_features=item_features,
+        admitted_features=admitted,
         items_per_prompt=items_per_prompt,
         cross_states_per_request=cross_states,
         gpu_memory_utilization=utilization,
@@ -313,6 +333,17 @@ def default_max_num_batched_tokens(gpu: GpuModel) -> int:
     if gpu.memory_gib >= 70 and "a100" not in gpu.product.lower():
         return 8192
     return 2048
+
+
+def max_num_batched_tokens(gpu: GpuModel, demand: Demand) -> int:
+    """vLLM's default, raised where the encoder cache it implies would refuse an image inside
+    the box: the cache is max(max_num_batched_tokens, the profiled item's embeddings)
+    (encoder_cache_manager.py compute_mm_encoder_budget), and the profiled item can be smaller
+    than the costliest real one when the dummy image is clipped to a thin strip."""
+    default = default_max_num_batched_tokens(gpu)
+    if max(default, demand.item_features) >= demand.admitted_features:
+        return default
+    return demand.admitted_features
 
 
 def _precision_problem(precision: str, gpu: GpuModel, checkpoint: str) -> str:
@@ -375,7 +406,7 @@ def evaluate(
     if problem:
         return Evaluation(candidate, None, problem, "constraint")
     total = int(gpu.memory_gib * GIB)
-    batched = default_max_num_batched_tokens(gpu)
+    batched = max_num_batched_tokens(gpu, demand)
     weights = weights_per_rank(architecture, candidate.precision, tp)
     profile = profile_run(
         batched,
@@ -544,15 +575,17 @@ def _settings(
         max_num_seqs=demand.max_num_seqs,
         max_num_batched_tokens=figures.max_num_batched_tokens
         if figures
-        else default_max_num_batched_tokens(candidate.gpu),
+        else max_num_batched_tokens(candidate.gpu, demand),
         gpu_memory_utilization=demand.gpu_memory_utilization,
         precision=candidate.precision,
         activation_dtype="bf16" if candidate.gpu.supports_bf16 else "fp16",
         online_quantization=candidate.precision == "fp8" and checkpoint != "fp8",
         kv_cache_dtype=demand.kv_cache_dtype,
         images_per_prompt=demand.images_per_request,
-        image_width=demand.image_width,
-        image_height=demand.image_height,
+        image_width=demand.worst_image_width,
+        image_height=demand.worst_image_height,
+        video_width=demand.image_width,
+        video_height=demand.image_height,
         videos_per_prompt=demand.videos_per_request,
         video_frames=demand.video_frames,
         processor_kwargs=demand.processor_kwargs,
