@@ -17,12 +17,14 @@ ImageTokenFamily = Literal[
     "llava-next",
     "qwen2-vl",
     "qwen2.5-vl",
+    "qwen3-vl",
     "internvl",
     "mllama",
     "gemma3",
     "phi3v",
     "deepseek-vl2",
     "pixtral",
+    "mistral3",
     "idefics3",
 ]
 AttentionKind = Literal["standard", "sliding-window-mix", "multi-head-latent", "cross-attention"]
@@ -518,7 +520,21 @@ class PlanStatus(ApiModel):
     """--gpu-memory-utilization."""
 
     tokens_per_image: Int32
-    """Decoder tokens one image of the declared size takes."""
+    """Decoder tokens of the costliest image inside the declared box (width and height at most
+    maxImageSize's): what sizes max-model-len and the KV cache."""
+
+    tokens_per_declared_image: Int32 = 0
+    """Decoder tokens of an image of exactly the declared size."""
+
+    worst_case_image: Annotated[str, Field(max_length=32)] = ""
+    """The costliest image inside the box, as WIDTHxHEIGHT: the dummy image vLLM profiles."""
+
+    max_num_batched_tokens: Int32 = 0
+    """--max-num-batched-tokens, raised above vLLM's default when its encoder cache would
+    otherwise refuse an image inside the box."""
+
+    encoder_cache_tokens: Int32 = 0
+    """Embeddings vLLM's encoder cache will hold: at least those of the costliest item."""
 
     kv_cache_tokens: Int64
     """Tokens the KV cache holds across the replica."""

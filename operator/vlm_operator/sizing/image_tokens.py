@@ -90,7 +90,13 @@ def _qwen_grid(processor: Processor, width: int, height: int) -> tuple[int, int]
     return smart_resize(height, width, factor, processor["min_pixels"], processor["max_pixels"])
 
 
+QWEN_MAX_ASPECT_RATIO = 200
+"""transformers' smart_resize refuses images more elongated than this."""
+
+
 def _qwen(processor: Processor, width: int, height: int, images: int) -> ImageTokens:
+    if max(width, height) / min(width, height) > QWEN_MAX_ASPECT_RATIO:
+        return ImageTokens(0, 0)
     resized_height, resized_width = _qwen_grid(processor, width, height)
     patch = processor["patch_size"]
     features = (resized_height // patch) * (resized_width // patch) // processor["merge_size"] ** 2
@@ -345,11 +351,20 @@ RATIO_SEARCH_LIMIT = 16
 
 def _candidates(family: str, processor: Processor, width: int, height: int) -> set[Size]:
     """Images inside the width x height box that can take the most tokens: the box itself,
-    every family anchor and every small-integer aspect ratio, each clipped to the box and
-    scaled to the largest size of its aspect that fits, with one-pixel neighbours."""
-    shapes = _aspect_anchors(family, processor) + [
-        (a, b) for a in range(1, RATIO_SEARCH_LIMIT + 1) for b in range(1, RATIO_SEARCH_LIMIT + 1)
-    ]
+    every family anchor, every small-integer aspect ratio and thin strips (which Qwen-VL's
+    min_pixels upscales), each clipped to the box and scaled to the largest size of its aspect
+    that fits, with one-pixel neighbours."""
+    strips = [2**power for power in range(4, 9)] + [QWEN_MAX_ASPECT_RATIO]
+    shapes = (
+        _aspect_anchors(family, processor)
+        + [
+            (a, b)
+            for a in range(1, RATIO_SEARCH_LIMIT + 1)
+            for b in range(1, RATIO_SEARCH_LIMIT + 1)
+        ]
+        + [(1, length) for length in strips]
+        + [(length, 1) for length in strips]
+    )
     found: set[Size] = {(width, height)}
     for shape_width, shape_height in shapes:
         scale = min(width / shape_width, height / shape_height)

@@ -135,6 +135,7 @@ class Figures:
     budget: int
     kv_cache_tokens: int
     max_num_batched_tokens: int
+    encoder_cache_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -183,6 +184,10 @@ class Plan:
     budget_gib: float
     engine_args: list[str] = field(default_factory=list)
     rejected: tuple[tuple[str, str], ...] = ()
+    tokens_per_declared_image: int = 0
+    worst_case_image: str = ""
+    max_num_batched_tokens: int = 0
+    encoder_cache_tokens: int = 0
 
     def to_status(self) -> PlanStatus:
         """The plan as status.plan."""
@@ -197,6 +202,10 @@ class Plan:
             max_num_seqs=self.max_num_seqs,
             gpu_memory_utilization=self.gpu_memory_utilization,
             tokens_per_image=self.tokens_per_image,
+            tokens_per_declared_image=self.tokens_per_declared_image,
+            worst_case_image=self.worst_case_image,
+            max_num_batched_tokens=self.max_num_batched_tokens,
+            encoder_cache_tokens=self.encoder_cache_tokens,
             kv_cache_tokens=self.kv_cache_tokens,
             memory_gib=MemoryBreakdown(
                 weights=self.weights_gib,
@@ -431,6 +440,7 @@ def evaluate(
         budget=budget,
         kv_cache_tokens=kv_cache_tokens(layout, kv_bytes, demand.max_model_len),
         max_num_batched_tokens=batched,
+        encoder_cache_tokens=profile.encoder_cache_tokens,
     )
     problem = _memory_problem(demand, layout, figures, total - budget, outside_budget_bytes(tp))
     if problem:
@@ -660,6 +670,14 @@ def _plan(
         budget_gib=_gib(figures.budget),
         engine_args=engine_arguments(_settings(spec, architecture, demand, chosen)),
         rejected=_rejections(evaluations),
+        tokens_per_declared_image=demand.tokens_per_declared_image,
+        worst_case_image=(
+            f"{demand.worst_image_width}x{demand.worst_image_height}"
+            if demand.images_per_request
+            else ""
+        ),
+        max_num_batched_tokens=figures.max_num_batched_tokens,
+        encoder_cache_tokens=figures.encoder_cache_tokens,
     )
 
 
