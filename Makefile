@@ -48,8 +48,8 @@ $(VLLM_VENV)/.installed-stamp:
 	$(VLLM_VENV)/bin/pip install --quiet "vllm==$(VLLM_VERSION)" pytest
 	touch $@
 
-contract: $(VLLM_VENV)/.installed-stamp ## engine arguments parsed by the pinned vLLM's own parser
-	$(VLLM_VENV)/bin/pytest -m contract tests/sizing/test_engine_contract.py
+contract: $(VLLM_VENV)/.installed-stamp ## engine arguments and the multimodal budget checked by the pinned vLLM's own code
+	$(VLLM_VENV)/bin/pytest -m contract tests/sizing
 
 cluster: $(STAMP) ## start the local control plane with fake GPU nodes
 	@PATH="$(CURDIR)/$(BIN):$$PATH" bash e2e/cluster/up.sh

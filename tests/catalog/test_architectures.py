@@ -213,3 +213,18 @@ def test_contradictory_facts_are_refused_naming_the_field(
     described = ArchitectureOverrides.model_validate({"family": "qwen2.5-vl", **overrides})
     with pytest.raises(UnknownArchitectureError, match=message):
         resolve_architecture("Qwen/Qwen2.5-VL-7B-Instruct", described)
+
+
+def test_an_unsized_registry_class_is_refused_naming_its_nearest_family() -> None:
+    config = {**QWEN2_5_VL_3B_CONFIG, "architectures": ["KimiVLForConditionalGeneration"]}
+    with pytest.raises(UnknownArchitectureError, match="nearest family is qwen2-vl"):
+        resolve_architecture("moonshotai/Kimi-VL-A3B-Instruct", config=config)
+    described = ArchitectureOverrides.model_validate({"family": "qwen2-vl"})
+    architecture = resolve_architecture("moonshotai/Kimi-VL-A3B-Instruct", described, config)
+    assert architecture.family == "qwen2-vl"
+
+
+def test_an_audio_class_is_refused_as_taking_no_images() -> None:
+    config = {**QWEN2_5_VL_3B_CONFIG, "architectures": ["WhisperForConditionalGeneration"]}
+    with pytest.raises(UnknownArchitectureError, match="takes no image input"):
+        resolve_architecture("openai/whisper-large-v3", config=config)

@@ -152,6 +152,32 @@ def _describe_how(model_id: str) -> str:
     )
 
 
+def unsized_architectures() -> Mapping[str, str | None]:
+    """vLLM model classes the catalog refuses, each with its nearest family (None: no images)."""
+    unsized: Mapping[str, str | None] = _catalog()["unsized"]
+    return unsized
+
+
+def sized_architectures() -> tuple[str, ...]:
+    """vLLM model classes the catalog sizes."""
+    return tuple(_catalog()["architectures"])
+
+
+def _unsized_message(model_id: str, class_name: str) -> str:
+    nearest = _catalog()["unsized"][class_name]
+    if nearest is None:
+        return (
+            f"{model_id}: {class_name} takes no image input; the operator sizes "
+            "vision-language models only"
+        )
+    return (
+        f"{model_id}: {class_name} has no image-token rule of its own in the catalog; the "
+        f"nearest family is {nearest}. If its images are processed like {nearest}'s, set "
+        f"spec.model.architecture.family: {nearest} next to the configMapRef; otherwise "
+        + _describe_how(model_id)
+    )
+
+
 def resolve_architecture(
     model_id: str,
     overrides: ArchitectureOverrides | None = None,
@@ -168,6 +194,8 @@ def resolve_architecture(
     class_name = facts.get("architecture")
     class_facts: Mapping[str, Any] = catalog["architectures"].get(class_name, {})
     family = facts.get("family") or class_facts.get("family")
+    if family is None and class_name in catalog["unsized"]:
+        raise UnknownArchitectureError(_unsized_message(model_id, class_name))
     if family is None:
         detail = f"architecture {class_name} is not in the catalog" if class_name else ""
         raise UnknownArchitectureError(
