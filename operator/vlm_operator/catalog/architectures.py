@@ -194,7 +194,7 @@ def resolve_architecture(
     class_name = facts.get("architecture")
     class_facts: Mapping[str, Any] = catalog["architectures"].get(class_name, {})
     family = facts.get("family") or class_facts.get("family")
-    if family is None and class_name in catalog["unsized"]:
+    if family is None and class_name is not None and class_name in catalog["unsized"]:
         raise UnknownArchitectureError(_unsized_message(model_id, class_name))
     if family is None:
         detail = f"architecture {class_name} is not in the catalog" if class_name else ""
