@@ -536,6 +536,10 @@ class PlanStatus(ApiModel):
     encoder_cache_tokens: Int32 = 0
     """Embeddings vLLM's encoder cache will hold: at least those of the costliest item."""
 
+    placement: Annotated[str, Field(max_length=1024)] = ""
+    """Why this GPU product: the cheapest fit, the one already running, or the cheapest with
+    free GPUs; and when replicas wait for GPUs, which feasible product has room."""
+
     kv_cache_tokens: Int64
     """Tokens the KV cache holds across the replica."""
 

@@ -105,7 +105,14 @@ def _reconcile_locked(
     blocker: tuple[str, str] | None = None
     try:
         spec = VisionModelSpec.model_validate(raw_spec)
-        plan = plan_for(cluster, namespace, spec)
+        plan = plan_for(
+            cluster,
+            namespace,
+            spec,
+            name=name,
+            previous=previous_status.get("plan"),
+            gpu_costs=config.gpu_costs,
+        )
     except (ValidationError, SpecError) as error:
         stall_reason = Reason.INVALID_SPEC
         plan = refused_plan(Reason.INVALID_SPEC, str(error).replace("\n", " "))

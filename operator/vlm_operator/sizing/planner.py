@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from vlm_operator.api.constants import Reason
@@ -61,6 +61,8 @@ PRECISION_RANK = {"bf16": 3, "fp16": 3, "fp8": 2, "awq": 1, "gptq": 1}
 TENSOR_PARALLEL_CHOICES = (1, 2, 4, 8, 16)
 CONTEXT_ROUNDING = 256
 MAX_REJECTED = 256
+FP8_KV_CACHE_CAPABILITY = (8, 9)
+"""An fp8 KV cache needs fp8 arithmetic in the attention kernels: Ada, Hopper and newer."""
 FP8_WEIGHT_ONLY_CAPABILITY = (8, 0)
 """Ampere runs fp8 checkpoints as weight-only fp8 (Marlin), without fp8 compute."""
 
@@ -115,6 +117,19 @@ class Candidate:
     tensor_parallel_size: int
     max_gpus_per_node: int | None = None
     """From the cluster's offers; None without cluster knowledge."""
+    free_gpus_per_node: int | None = None
+    """Most unrequested GPUs on one node of the product; None when not counted."""
+
+    @property
+    def cost(self) -> float:
+        """Relative price of one replica: the product's cost per GPU times its GPUs."""
+        return self.gpu.relative_cost * self.tensor_parallel_size
+
+    @property
+    def has_room(self) -> bool:
+        """Whether a node of the product has the GPUs of one replica free (or nobody knows)."""
+        free = self.free_gpus_per_node
+        return free is None or free >= self.tensor_parallel_size
 
     @property
     def label(self) -> str:
@@ -188,6 +203,7 @@ class Plan:
     worst_case_image: str = ""
     max_num_batched_tokens: int = 0
     encoder_cache_tokens: int = 0
+    placement: str = ""
 
     def to_status(self) -> PlanStatus:
         """The plan as status.plan."""
@@ -206,6 +222,7 @@ class Plan:
             worst_case_image=self.worst_case_image,
             max_num_batched_tokens=self.max_num_batched_tokens,
             encoder_cache_tokens=self.encoder_cache_tokens,
+            placement=self.placement,
             kv_cache_tokens=self.kv_cache_tokens,
             memory_gib=MemoryBreakdown(
                 weights=self.weights_gib,
@@ -378,6 +395,17 @@ def _precision_problem(precision: str, gpu: GpuModel, checkpoint: str) -> str:
     return ""
 
 
+def _kv_dtype_problem(kv_cache_dtype: str, gpu: GpuModel) -> str:
+    """Why this GPU cannot keep the KV cache in this dtype, or ""."""
+    if kv_cache_dtype == "fp8" and gpu.compute_capability < FP8_KV_CACHE_CAPABILITY:
+        needed = ".".join(str(part) for part in FP8_KV_CACHE_CAPABILITY)
+        return (
+            f"an fp8 KV cache needs compute capability {needed} or newer; {gpu.product} has "
+            f"{gpu.compute_capability_text}: set hardware.kvCacheDtype to auto"
+        )
+    return ""
+
+
 def _parallelism_problem(architecture: Architecture, tensor_parallel_size: int) -> str:
     """Why vLLM refuses this tensor parallel size for the model, or ""."""
     heads = architecture.num_attention_heads
@@ -409,8 +437,10 @@ def evaluate(
 ) -> Evaluation:
     """Check one candidate against vLLM's constraints and its start-up memory accounting."""
     gpu, tp = candidate.gpu, candidate.tensor_parallel_size
-    problem = _precision_problem(candidate.precision, gpu, checkpoint) or _parallelism_problem(
-        architecture, tp
+    problem = (
+        _precision_problem(candidate.precision, gpu, checkpoint)
+        or _kv_dtype_problem(demand.kv_cache_dtype, gpu)
+        or _parallelism_problem(architecture, tp)
     )
     if problem:
         return Evaluation(candidate, None, problem, "constraint")
@@ -490,26 +520,39 @@ def _memory_problem(
     return ""
 
 
-def _preference(evaluation: Evaluation) -> tuple[int, int, int, str]:
-    """Sort key: fewest GPUs, then higher precision, then larger KV cache, then by name."""
+def _preference(evaluation: Evaluation) -> tuple[float, int, int, int, str]:
+    """Sort key: cheapest replica, then higher precision, then fewest GPUs, then larger KV
+    cache, then by name."""
     candidate = evaluation.candidate
     kv_tokens = evaluation.figures.kv_cache_tokens if evaluation.figures else 0
     return (
-        candidate.tensor_parallel_size,
+        candidate.cost,
         -PRECISION_RANK[candidate.precision],
+        candidate.tensor_parallel_size,
         -kv_tokens,
         candidate.label,
     )
 
 
-def _gpu_choices(
-    spec: VisionModelSpec, offers: Sequence[GpuOffer] | None
-) -> list[tuple[GpuModel, int | None]]:
-    """GPUs to consider, each with the most GPUs one node of it offers (None: unknown)."""
+GpuChoice = tuple[GpuModel, int | None, int | None]
+"""A GPU, the most GPUs one node of it has and the most free on one (None: unknown)."""
+
+
+def _priced(gpu: GpuModel, costs: Mapping[str, float]) -> GpuModel:
+    """The GPU with its configured cost, where the operator configuration sets one."""
+    configured = {product.lower(): cost for product, cost in costs.items()}
+    for product in gpu.products:
+        if product.lower() in configured:
+            return replace(gpu, relative_cost=configured[product.lower()])
+    return gpu
+
+
+def _gpu_choices(spec: VisionModelSpec, offers: Sequence[GpuOffer] | None) -> list[GpuChoice]:
+    """GPUs to consider, with what one node of each offers."""
     wanted = spec.hardware.gpu_product
     if offers is None:
         if wanted == "auto":
-            return [(gpu, None) for gpu in gpu_catalog()]
+            return [(gpu, None, None) for gpu in gpu_catalog()]
         gpu = find_gpu(wanted)
         if gpu is None:
             known = ", ".join(product for gpu in gpu_catalog() for product in gpu.products)
@@ -518,9 +561,9 @@ def _gpu_choices(
                 f"GPU product {wanted} is not in the GPU catalog and no cluster describes it; "
                 f"known products: {known}",
             )
-        return [(gpu, None)]
-    offered: list[tuple[GpuModel, int | None]] = [
-        (gpu, offer.max_gpus_per_node)
+        return [(gpu, None, None)]
+    offered: list[GpuChoice] = [
+        (gpu, offer.max_gpus_per_node, offer.max_free_gpus_per_node)
         for offer in offers
         if (gpu := gpu_for_offer(offer)) is not None
     ]
@@ -558,13 +601,16 @@ def checkpoint_of(spec: VisionModelSpec, architecture: Architecture) -> str:
 
 
 def candidates_for(
-    spec: VisionModelSpec, architecture: Architecture, offers: Sequence[GpuOffer] | None
+    spec: VisionModelSpec,
+    architecture: Architecture,
+    offers: Sequence[GpuOffer] | None,
+    costs: Mapping[str, float] | None = None,
 ) -> list[Candidate]:
-    """Every candidate the spec allows, in a fixed order."""
+    """Every candidate the spec allows, in a fixed order, priced by `costs` where given."""
     checkpoint = checkpoint_of(spec, architecture)
     return [
-        Candidate(gpu, precision, tp, per_node)
-        for gpu, per_node in _gpu_choices(spec, offers)
+        Candidate(_priced(gpu, costs or {}), precision, tp, per_node, free)
+        for gpu, per_node, free in _gpu_choices(spec, offers)
         for precision in _precision_choices(spec, gpu, checkpoint)
         for tp in _tensor_parallel_choices(spec)
     ]
@@ -645,6 +691,7 @@ def _plan(
     chosen: Evaluation,
     evaluations: Sequence[Evaluation],
     reason: str,
+    placement: str = "",
 ) -> Plan:
     figures = chosen.figures or Figures(0, 0, 0, 0, 0, 0, 0, 0, 0)
     candidate = chosen.candidate
@@ -678,6 +725,7 @@ def _plan(
         ),
         max_num_batched_tokens=figures.max_num_batched_tokens,
         encoder_cache_tokens=figures.encoder_cache_tokens,
+        placement=placement,
     )
 
 
@@ -690,25 +738,80 @@ def best_feasible(
     return (min(feasible, key=_preference) if feasible else None), evaluations
 
 
+def _running(previous: Mapping[str, Any] | None) -> tuple[str, str, int] | None:
+    """(product, precision, tp) of the plan a VisionModel already runs, from status.plan."""
+    if not previous or not previous.get("feasible"):
+        return None
+    product, precision = previous.get("gpuProduct"), previous.get("precision")
+    tp = previous.get("tensorParallelSize")
+    if not isinstance(product, str) or not isinstance(precision, str) or not isinstance(tp, int):
+        return None
+    return product.lower(), precision, tp
+
+
+def place(
+    evaluations: Sequence[Evaluation], previous: Mapping[str, Any] | None = None
+) -> tuple[Evaluation, str] | None:
+    """The feasible candidate to run, and why: the placement already running while it still
+    fits (adding or cordoning nodes must not roll a model), else the cheapest with a node that
+    has a replica's GPUs free, else the cheapest, whose replicas then wait for GPUs."""
+    feasible = sorted((e for e in evaluations if e.feasible), key=_preference)
+    if not feasible:
+        return None
+    cheapest = feasible[0]
+    running = _running(previous)
+    for evaluation in feasible:
+        candidate = evaluation.candidate
+        key = (candidate.gpu.product.lower(), candidate.precision, candidate.tensor_parallel_size)
+        if key == running:
+            if evaluation is cheapest:
+                return evaluation, "cheapest feasible; already running there"
+            return evaluation, (
+                f"keeps {candidate.label}, where it runs, while it fits; it would move to "
+                f"{cheapest.candidate.label} (relative cost {cheapest.candidate.cost:g} against "
+                f"{candidate.cost:g}) if its hardware spec changed or this stopped fitting"
+            )
+    roomy = [e for e in feasible if e.candidate.has_room]
+    if not roomy:
+        others = ", ".join(sorted({e.candidate.gpu.product for e in feasible[1:]})) or "none"
+        return cheapest, (
+            f"replicas wait for GPUs: no {cheapest.candidate.gpu.product} node has "
+            f"{cheapest.candidate.tensor_parallel_size} free; no other feasible product "
+            f"({others}) has room either"
+        )
+    if roomy[0] is cheapest:
+        return cheapest, "cheapest feasible"
+    needed = cheapest.candidate.tensor_parallel_size
+    return roomy[0], (
+        f"{cheapest.candidate.label} is cheaper but no node of it has {needed} free "
+        f"GPU{'s' if needed > 1 else ''}; {roomy[0].candidate.gpu.product} has room"
+    )
+
+
 def plan_candidates(
     spec: VisionModelSpec,
     *,
     gpu_offers: Sequence[GpuOffer] | None = None,
     architecture_config: Mapping[str, Any] | None = None,
+    gpu_costs: Mapping[str, float] | None = None,
+    previous: Mapping[str, Any] | None = None,
 ) -> tuple[Plan, Architecture | None]:
     """Size one VisionModel: the chosen candidate, or the closest refused one and why.
 
-    Also returns the resolved architecture (None when the model could not be resolved)."""
+    `previous` is the status.plan it runs with, if any. Also returns the resolved
+    architecture (None when the model could not be resolved)."""
     try:
         architecture = resolve_model(spec, architecture_config)
         demand = derive_demand(architecture, spec)
-        candidates = candidates_for(spec, architecture, gpu_offers)
+        candidates = candidates_for(spec, architecture, gpu_offers, gpu_costs)
     except PlanningError as error:
         return refused_plan(error.stall_reason, error.message), None
     checkpoint = checkpoint_of(spec, architecture)
-    chosen, evaluations = best_feasible(architecture, demand, candidates, checkpoint)
-    if chosen is not None:
-        return _plan(spec, architecture, demand, chosen, evaluations, ""), architecture
+    _, evaluations = best_feasible(architecture, demand, candidates, checkpoint)
+    placed = place(evaluations, previous)
+    if placed is not None:
+        chosen, placement = placed
+        return _plan(spec, architecture, demand, chosen, evaluations, "", placement), architecture
     closest = _closest(evaluations)
     reason = f"no candidate fits; closest {closest.candidate.label}: {closest.problem}"
     return _plan(spec, architecture, demand, closest, evaluations, reason), architecture
