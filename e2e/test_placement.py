@@ -22,7 +22,7 @@ from harness import (
 )
 
 sys.path.insert(0, str(Path(__file__).parent / "cluster"))
-from nodes import gpu_node  # noqa: E402
+from nodes import gpu_node
 
 pytestmark = pytest.mark.e2e
 

@@ -103,3 +103,14 @@ def test_fp8_kv_cache_is_refused_below_compute_capability_8_9() -> None:
     assert not plan.feasible
     assert "fp8 KV cache needs compute capability 8.9 or newer" in plan.reason
     assert plan_visionmodel(spec(gpuProduct=L40S, kvCacheDtype="fp8")).feasible
+
+
+def test_a_model_running_where_gpus_were_free_stays_when_the_cheaper_pool_is_still_full() -> None:
+    offers = [offer(L40S, free=0), offer(H100, free=7)]
+    first = plan_visionmodel(spec(), gpu_offers=offers)
+    previous = first.to_status().model_dump(by_alias=True)
+    again = plan_visionmodel(spec(), gpu_offers=offers, previous=previous)
+    assert again.gpu_product == H100
+    assert again.placement == (
+        f"already running there; {L40S}/bf16/tp1 is cheaper but no node of it has 1 free GPU"
+    )

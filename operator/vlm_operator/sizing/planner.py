@@ -759,33 +759,37 @@ def place(
     if not feasible:
         return None
     cheapest = feasible[0]
+    roomy = [e for e in feasible if e.candidate.has_room]
+    target = roomy[0] if roomy else cheapest
+    needed = cheapest.candidate.tensor_parallel_size
+    full = (
+        f"{cheapest.candidate.label} is cheaper but no node of it has {needed} free "
+        f"GPU{'s' if needed > 1 else ''}"
+    )
     running = _running(previous)
     for evaluation in feasible:
         candidate = evaluation.candidate
         key = (candidate.gpu.product.lower(), candidate.precision, candidate.tensor_parallel_size)
-        if key == running:
-            if evaluation is cheapest:
-                return evaluation, "cheapest feasible; already running there"
-            return evaluation, (
-                f"keeps {candidate.label}, where it runs, while it fits; it would move to "
-                f"{cheapest.candidate.label} (relative cost {cheapest.candidate.cost:g} against "
-                f"{candidate.cost:g}) if its hardware spec changed or this stopped fitting"
-            )
-    roomy = [e for e in feasible if e.candidate.has_room]
+        if key != running:
+            continue
+        if evaluation is cheapest:
+            return evaluation, "cheapest feasible; already running there"
+        if evaluation is target:
+            return evaluation, f"already running there; {full}"
+        return evaluation, (
+            f"keeps {candidate.label}, where it runs, while it fits; it would move to "
+            f"{target.candidate.label} (relative cost {target.candidate.cost:g} against "
+            f"{candidate.cost:g}) if its hardware spec changed or this stopped fitting"
+        )
     if not roomy:
         others = ", ".join(sorted({e.candidate.gpu.product for e in feasible[1:]})) or "none"
         return cheapest, (
             f"replicas wait for GPUs: no {cheapest.candidate.gpu.product} node has "
-            f"{cheapest.candidate.tensor_parallel_size} free; no other feasible product "
-            f"({others}) has room either"
+            f"{needed} free; no other feasible product ({others}) has room either"
         )
-    if roomy[0] is cheapest:
+    if target is cheapest:
         return cheapest, "cheapest feasible"
-    needed = cheapest.candidate.tensor_parallel_size
-    return roomy[0], (
-        f"{cheapest.candidate.label} is cheaper but no node of it has {needed} free "
-        f"GPU{'s' if needed > 1 else ''}; {roomy[0].candidate.gpu.product} has room"
-    )
+    return target, f"{full}; {target.candidate.gpu.product} has room"
 
 
 def plan_candidates(
