@@ -26,7 +26,6 @@ from nodes import gpu_node
 
 pytestmark = pytest.mark.e2e
 
-T4 = "Tesla-T4"
 L40S = "NVIDIA-L40S"
 H100 = "NVIDIA-H100-80GB-HBM3"
 H200_POOL = {
@@ -68,8 +67,8 @@ def test_a_more_expensive_pool_leaves_a_running_auto_model_untouched(
 ) -> None:
     apply_manifest(visionmodel(namespace))
     plan = wait_ready(namespace)["status"]["plan"]
-    # Relative costs T4 1, L40S 3.8, H100 24 per GPU: two T4s are the cheapest fit of the fleet.
-    assert (plan["gpuProduct"], plan["gpusPerReplica"]) == (T4, 2), plan
+    # One GPU per replica fits on an L40S (relative cost 3.8) or an H100 (24); a T4 is too small.
+    assert (plan["gpuProduct"], plan["gpusPerReplica"]) == (L40S, 1), plan
     before = deployment_spec(namespace, "qwen-vl")
 
     apply_manifest(h200_node)
@@ -78,7 +77,7 @@ def test_a_more_expensive_pool_leaves_a_running_auto_model_untouched(
     assert deployment_spec(namespace, "qwen-vl") == before
     body = get_object("visionmodel", "qwen-vl", namespace)
     assert body is not None
-    assert body["status"]["plan"]["gpuProduct"] == T4
+    assert body["status"]["plan"]["gpuProduct"] == L40S
 
 
 def test_a_full_pool_keeps_its_model_and_sends_the_next_one_where_gpus_are_free(

@@ -520,15 +520,16 @@ def _memory_problem(
     return ""
 
 
-def _preference(evaluation: Evaluation) -> tuple[float, int, int, int, str]:
-    """Sort key: cheapest replica, then higher precision, then fewest GPUs, then larger KV
-    cache, then by name."""
+def _preference(evaluation: Evaluation) -> tuple[int, float, int, int, str]:
+    """Sort key: fewest GPUs per replica (tensor parallelism adds all-reduce traffic and needs
+    nodes with that many GPUs free), then the cheapest replica, then higher precision, then the
+    larger KV cache, then by name."""
     candidate = evaluation.candidate
     kv_tokens = evaluation.figures.kv_cache_tokens if evaluation.figures else 0
     return (
+        candidate.tensor_parallel_size,
         candidate.cost,
         -PRECISION_RANK[candidate.precision],
-        candidate.tensor_parallel_size,
         -kv_tokens,
         candidate.label,
     )
