@@ -10,16 +10,12 @@ checked against vLLM's counts in test_image_tokens.py instead.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-import pytest
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
 import numpy
+import pytest
 import transformers
 from PIL import Image
 from tokenizers import Tokenizer, models, pre_tokenizers
@@ -30,6 +26,13 @@ from vlm_operator.sizing import plan_visionmodel
 from vlm_operator.sizing.image_tokens import image_tokens
 
 transformers.logging.set_verbosity_error()
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No hub: every processor here is built from constructor arguments."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
 
 GRID = [
     (1024, 1024),  # square
