@@ -21,24 +21,25 @@ $(STAMP): pyproject.toml
 
 dev: $(STAMP) ## create .venv with the package and the dev tools
 
-crds: $(STAMP) ## regenerate crds/ from the API models
+crds: $(STAMP) ## regenerate crds/ (and the chart's copy) from the API models
 	$(BIN)/vlm-operator crd > crds/vlm-operator.io_visionmodels.yaml
+	cp crds/vlm-operator.io_visionmodels.yaml charts/vlm-operator/files/crds/
 
 lint: $(STAMP) ## ruff and mypy (the package, the tests and the benchmarks)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	MYPYPATH=operator:tests $(BIN)/mypy tests
-	MYPYPATH=operator:e2e:images/vllm-sim $(BIN)/mypy e2e
+	MYPYPATH=operator:tests:e2e:images/vllm-sim:images/activator:benchmarks $(BIN)/mypy tests
+	MYPYPATH=operator:e2e:images/vllm-sim:images/activator $(BIN)/mypy e2e
 	MYPYPATH=operator $(BIN)/mypy benchmarks
 
-unit: $(STAMP) ## fast tests: no cluster
-	$(BIN)/pytest tests
+unit: $(STAMP) ## fast tests: no cluster, no images
+	$(BIN)/pytest -m "not images" tests
 
 e2e: $(STAMP) ## end-to-end tests against the local control plane (builds it on first use)
 	$(BIN)/pytest e2e
 
-test: lint ## the whole suite: lint, unit, end-to-end and the vLLM contract tests
+test: lint images ## the whole suite: lint, unit, end-to-end, image and the vLLM contract tests
 	$(BIN)/pytest -m "not contract"
 	$(MAKE) contract
 
@@ -48,8 +49,8 @@ $(VLLM_VENV)/.installed-stamp:
 	$(VLLM_VENV)/bin/pip install --quiet "vllm==$(VLLM_VERSION)" pytest
 	touch $@
 
-contract: $(VLLM_VENV)/.installed-stamp ## engine arguments and the multimodal budget checked by the pinned vLLM's own code
-	$(VLLM_VENV)/bin/pytest -m contract tests/sizing
+contract: $(VLLM_VENV)/.installed-stamp ## engine arguments, flag rules and the multimodal budget checked by the pinned vLLM's own code
+	$(VLLM_VENV)/bin/pytest -m contract tests/sizing tests/security/test_vllm_flags.py
 
 cluster: $(STAMP) ## start the local control plane with fake GPU nodes
 	@PATH="$(CURDIR)/$(BIN):$$PATH" bash e2e/cluster/up.sh
@@ -63,12 +64,19 @@ cluster-down: ## stop the demo operator and the local control plane
 	fi
 	@bash e2e/cluster/down.sh
 
-.PHONY: help dev crds lint unit e2e test contract cluster cluster-down
+images: ## the operator and simulator images as OCI archives in build/images/ (buildah, no Docker engine)
+	@nice -n 10 bash images/build.sh
+
+constraints: ## regenerate images/operator/constraints.txt after a change to pyproject's dependencies
+	@PYTHON=$(PYTHON) bash images/operator/constraints.sh
+
+.PHONY: help dev crds lint unit e2e test contract cluster cluster-down images constraints
 
 bench-planner: $(STAMP) ## plans per second over the catalog x GPU sweep
 	$(BIN)/python benchmarks/bench_planner.py
 
-bench-autoscale: $(STAMP) ## the fleet simulation: this policy against queue-only, GPU-only and static
+bench-autoscale: $(STAMP) ## the fleet simulation: this policy against swept KEDA, HPA and static baselines
+	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/bench_autoscale.py
 
 demo: $(STAMP) ## the quickstart: control plane, operator and an example VisionModel that becomes Ready
