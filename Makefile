@@ -50,7 +50,8 @@ $(VLLM_VENV)/.installed-stamp:
 	touch $@
 
 contract: $(VLLM_VENV)/.installed-stamp ## engine arguments, flag rules and the multimodal budget checked by the pinned vLLM's own code
-	$(VLLM_VENV)/bin/pytest -m contract tests/sizing tests/security/test_vllm_flags.py
+	$(VLLM_VENV)/bin/pytest -m contract tests/sizing/test_engine_contract.py \
+	  tests/sizing/test_vllm_budget_contract.py tests/security/test_vllm_flags.py
 
 cluster: $(STAMP) ## start the local control plane with fake GPU nodes
 	@PATH="$(CURDIR)/$(BIN):$$PATH" bash e2e/cluster/up.sh
