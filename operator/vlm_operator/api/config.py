@@ -71,6 +71,10 @@ class OperatorConfig(BaseModel):
     autoscale_seconds: Annotated[float, Field(gt=0)] = 15.0
     """How often the operator's autoscaler evaluates each VisionModel with driver operator."""
 
+    gpu_costs: dict[str, Annotated[float, Field(gt=0)]] = {}
+    """Relative price per GPU-hour by nvidia.com/gpu.product, overriding the GPU catalog's:
+    `gpuProduct: auto` takes the cheapest product that fits."""
+
     scrape_pods: bool = True
     """Whether the pods metrics source may connect to pod IPs. Off where pod IPs are not
     routable from the operator (a simulated cluster); such VisionModels then hold."""

@@ -56,12 +56,14 @@ ImageTokenFamily = Literal[
     "llava-next",
     "qwen2-vl",
     "qwen2.5-vl",
+    "qwen3-vl",
     "internvl",
     "mllama",
     "gemma3",
     "phi3v",
     "deepseek-vl2",
     "pixtral",
+    "mistral3",
     "idefics3",
 ]
 AttentionKind = Literal["standard", "sliding-window-mix", "multi-head-latent", "cross-attention"]
@@ -653,7 +655,25 @@ class PlanStatus(ApiModel):
     """--gpu-memory-utilization."""
 
     tokens_per_image: Int32
-    """Decoder tokens one image of the declared size takes."""
+    """Decoder tokens of the costliest image inside the declared box (width and height at most
+    maxImageSize's): what sizes max-model-len and the KV cache."""
+
+    tokens_per_declared_image: Int32 = 0
+    """Decoder tokens of an image of exactly the declared size."""
+
+    worst_case_image: Annotated[str, Field(max_length=32)] = ""
+    """The costliest image inside the box, as WIDTHxHEIGHT: the dummy image vLLM profiles."""
+
+    max_num_batched_tokens: Int32 = 0
+    """--max-num-batched-tokens, raised above vLLM's default when its encoder cache would
+    otherwise refuse an image inside the box."""
+
+    encoder_cache_tokens: Int32 = 0
+    """Embeddings vLLM's encoder cache will hold: at least those of the costliest item."""
+
+    placement: Annotated[str, Field(max_length=1024)] = ""
+    """Why this GPU product: the cheapest fit, the one already running, or the cheapest with
+    free GPUs; and when replicas wait for GPUs, which feasible product has room."""
 
     kv_cache_tokens: Int64
     """Tokens the KV cache holds across the replica."""

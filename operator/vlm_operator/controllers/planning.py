@@ -12,6 +12,7 @@ from vlm_operator.api.config import OperatorConfig
 from vlm_operator.api.v1alpha1 import VisionModelSpec
 from vlm_operator.catalog.gpus import gpu_offers_from_nodes
 from vlm_operator.k8s.cluster import Cluster
+from vlm_operator.render.labels import VISIONMODEL_LABEL
 from vlm_operator.sizing import Plan, plan_visionmodel
 
 
@@ -119,8 +120,36 @@ def check_engine_policy(spec: VisionModelSpec, config: OperatorConfig) -> None:
         )
 
 
-def plan_for(cluster: Cluster, namespace: str, spec: VisionModelSpec) -> Plan:
-    """The plan of one VisionModel on the cluster's GPUs; raises SpecError for a bad reference."""
+def plan_for(
+    cluster: Cluster,
+    namespace: str,
+    spec: VisionModelSpec,
+    *,
+    name: str | None = None,
+    previous: Mapping[str, Any] | None = None,
+    gpu_costs: Mapping[str, float] | None = None,
+) -> Plan:
+    """The plan of one VisionModel on the cluster's GPUs; raises SpecError for a bad reference.
+
+    Free GPUs are counted from the pods that hold them, leaving out the VisionModel's own pods
+    (`name`), so that a model keeps the room it already uses; `previous` is its status.plan."""
     config = architecture_config(cluster, namespace, spec)
-    offers = gpu_offers_from_nodes(cluster.list_nodes())
-    return plan_visionmodel(spec, gpu_offers=offers, architecture_config=config)
+    pods = [pod for pod in cluster.list_gpu_pods() if not _owned_by(pod, namespace, name)]
+    offers = gpu_offers_from_nodes(cluster.list_nodes(), pods)
+    return plan_visionmodel(
+        spec,
+        gpu_offers=offers,
+        architecture_config=config,
+        gpu_costs=gpu_costs,
+        previous=previous,
+    )
+
+
+def _owned_by(pod: Mapping[str, Any], namespace: str, name: str | None) -> bool:
+    metadata = pod.get("metadata") or {}
+    labels = metadata.get("labels") or {}
+    return (
+        name is not None
+        and metadata.get("namespace") == namespace
+        and labels.get(VISIONMODEL_LABEL) == name
+    )

@@ -132,7 +132,14 @@ def _reconcile_locked(
         spec = VisionModelSpec.model_validate(raw_spec)
         scaling = spec.scaling
         check_engine_policy(spec, config)
-        plan = plan_for(cluster, namespace, spec)
+        plan = plan_for(
+            cluster,
+            namespace,
+            spec,
+            name=name,
+            previous=previous_status.get("plan"),
+            gpu_costs=config.gpu_costs,
+        )
     except (ValidationError, SpecError) as error:
         stall_reason = Reason.INVALID_SPEC
         plan = refused_plan(Reason.INVALID_SPEC, str(error).replace("\n", " "))

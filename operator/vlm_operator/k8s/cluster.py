@@ -120,6 +120,14 @@ class Cluster:
         serialized = cast(dict[str, Any], self._api.sanitize_for_serialization(nodes))
         return list(serialized.get("items", []))
 
+    def list_gpu_pods(self) -> list[dict[str, Any]]:
+        """Every pod not yet finished, in all namespaces, as plain dicts: what holds GPUs."""
+        pods = self._core.list_pod_for_all_namespaces(
+            field_selector="status.phase!=Succeeded,status.phase!=Failed"
+        )
+        serialized = cast(dict[str, Any], self._api.sanitize_for_serialization(pods))
+        return list(serialized.get("items", []))
+
     def unschedulable_pods(self, namespace: str, selector: str) -> list[str]:
         """Scheduler messages of the selected pods that cannot be placed."""
         pods = self._core.list_namespaced_pod(namespace, label_selector=selector)

@@ -36,6 +36,9 @@ class EngineSettings:
     images_per_prompt: int
     image_width: int
     image_height: int
+    """The dummy image's size: the costliest image inside the declared box."""
+    video_width: int
+    video_height: int
     videos_per_prompt: int
     video_frames: int
     processor_kwargs: Mapping[str, Any] = field(default_factory=dict)
@@ -59,8 +62,8 @@ def limit_mm_per_prompt(settings: EngineSettings) -> dict[str, Any]:
         video = {
             "count": settings.videos_per_prompt,
             "num_frames": settings.video_frames,
-            "width": settings.image_width,
-            "height": settings.image_height,
+            "width": settings.video_width,
+            "height": settings.video_height,
         }
     return {"image": image, "video": video}
 
