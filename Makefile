@@ -38,7 +38,13 @@ unit: $(STAMP) ## fast tests: no cluster
 e2e: $(STAMP) ## end-to-end tests against the local control plane (builds it on first use)
 	$(BIN)/pytest e2e
 
-test: lint ## the whole suite: lint, unit, end-to-end and the vLLM contract tests
+tools: ## build helm v4 and v3, Argo CD, the kstatus checker and redis-server (cached); prints their bin directory
+	@bash e2e/tools/build.sh
+
+e2e-gitops: $(STAMP) tools ## the Argo CD and kstatus end-to-end tests alone
+	$(BIN)/pytest -m gitops e2e
+
+test: lint tools ## the whole suite: lint, unit, end-to-end and the vLLM contract tests
 	$(BIN)/pytest -m "not contract"
 	$(MAKE) contract
 
@@ -63,7 +69,7 @@ cluster-down: ## stop the demo operator and the local control plane
 	fi
 	@bash e2e/cluster/down.sh
 
-.PHONY: help dev crds lint unit e2e test contract cluster cluster-down
+.PHONY: help dev crds lint unit e2e tools e2e-gitops test contract cluster cluster-down
 
 bench-planner: $(STAMP) ## plans per second over the catalog x GPU sweep
 	$(BIN)/python benchmarks/bench_planner.py

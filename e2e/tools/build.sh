@@ -139,7 +139,12 @@ provide() {
     rm -rf "$staging"
     mkdir -p "$staging"
     say "$tool: building into $dir"
-    (while sleep 60; do say "  ... $tool still building ($(((SECONDS - started) / 60)) min so far)"; done) &
+    # A heartbeat, so a long compile never looks like a hang. Its own stderr is closed, so
+    # bash's "Terminated" when it is stopped is not printed; the lines go to fd 3.
+    (
+      exec 3>&2 2>/dev/null
+      while sleep 60; do say "  ... $tool still building ($(((SECONDS - started) / 60)) min so far)" 2>&3; done
+    ) &
     heartbeat=$!
     "${tool}_build" "$staging"
     stop_heartbeat
