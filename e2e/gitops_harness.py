@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -179,6 +180,7 @@ class GitRepository:
         self.url = f"git://127.0.0.1:{GIT_PORT}/gitops.git"
 
     def init(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
         self._git(self.root, "init", "--quiet", "--bare", "-b", "main", str(self.bare))
         self._git(self.root, "init", "--quiet", "-b", "main", str(self.work))
         self._git(self.work, "remote", "add", "origin", str(self.bare))
@@ -268,6 +270,14 @@ def cluster_secret(kubeconfig: Path) -> dict[str, Any]:
             "config": json.dumps({"tlsClientConfig": tls}),
         },
     }
+
+
+def established(crd: str) -> bool:
+    """Whether the API server serves a CustomResourceDefinition."""
+    conditions = kubectl_result(
+        "get", crd, "-o", "jsonpath={range .status.conditions[*]}{.type}={.status} {end}"
+    ).stdout
+    return "Established=True" in conditions
 
 
 def argocd_config_objects(health_lua: str) -> list[dict[str, Any]]:
@@ -421,7 +431,9 @@ class ArgoCD:
         crds = sorted((self.home / "crds").glob("*-crd.yaml"))
         args = [arg for path in crds for arg in ("-f", str(path))]
         applied = kubectl("apply", "--server-side", "--force-conflicts", *args, "-o", "name")
-        kubectl("wait", "--for=condition=Established", *applied.stdout.split(), "--timeout=60s")
+        # Polled here: `kubectl wait` fails outright while a new CRD's conditions are still null.
+        for name in applied.stdout.split():
+            wait_for(functools.partial(established, name), 60, f"{name} established")
         if kubectl_result("get", "namespace", ARGOCD_NAMESPACE).returncode != 0:
             kubectl("create", "namespace", ARGOCD_NAMESPACE)
         objects = [

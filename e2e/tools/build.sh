@@ -59,8 +59,9 @@ argocd_build() {
   # Run-time files from the module itself (never committed): the CRDs the tests apply, and the
   # wrapper the repo-server runs on every manifest generation.
   source=$(cd "$HERE/argocd" && go list -mod=readonly -m -f '{{.Dir}}' "$ARGOCD_MODULE")
+  # (The module cache is read-only and keeps no execute bits.)
   cp -r "$source/manifests/crds" "$staging/crds"
-  cp "$source/hack/git-verify-wrapper.sh" "$staging/"
+  install -m 0755 "$source/hack/git-verify-wrapper.sh" "$staging/"
   chmod -R u+w "$staging"
 }
 
@@ -148,7 +149,10 @@ provide() {
     heartbeat=$!
     "${tool}_build" "$staging"
     stop_heartbeat
-    "${tool}_ok" "$staging" || fail "$tool: the result in $staging does not report the pinned version"
+    if ! "${tool}_ok" "$staging"; then
+      ls -l "$staging" >&2
+      fail "$tool: the result in $staging is incomplete or does not report the pinned version"
+    fi
     echo "$tool: $((SECONDS - started)) s, $(go env GOVERSION), $(date -u +%FT%TZ)" >>"$staging/build-info.txt"
     rm -rf "$dir"
     mv "$staging" "$dir"
