@@ -32,8 +32,8 @@ lint: $(STAMP) ## ruff and mypy (the package, the tests and the benchmarks)
 	MYPYPATH=operator:e2e:images/vllm-sim $(BIN)/mypy e2e
 	MYPYPATH=operator $(BIN)/mypy benchmarks
 
-unit: $(STAMP) ## fast tests: no cluster
-	$(BIN)/pytest tests
+unit: $(STAMP) ## fast tests: no cluster, no images
+	$(BIN)/pytest -m "not images" tests
 
 e2e: $(STAMP) ## end-to-end tests against the local control plane (builds it on first use)
 	$(BIN)/pytest e2e
@@ -44,7 +44,7 @@ tools: ## build helm v4 and v3, Argo CD, the kstatus checker and redis-server (c
 e2e-gitops: $(STAMP) tools ## the Argo CD and kstatus end-to-end tests alone
 	$(BIN)/pytest -m gitops e2e
 
-test: lint tools ## the whole suite: lint, unit, end-to-end and the vLLM contract tests
+test: lint images tools ## the whole suite: lint, unit, end-to-end, image and the vLLM contract tests
 	$(BIN)/pytest -m "not contract"
 	$(MAKE) contract
 
@@ -69,7 +69,13 @@ cluster-down: ## stop the demo operator and the local control plane
 	fi
 	@bash e2e/cluster/down.sh
 
-.PHONY: help dev crds lint unit e2e tools e2e-gitops test contract cluster cluster-down
+images: ## the operator and simulator images as OCI archives in build/images/ (buildah, no Docker engine)
+	@nice -n 10 bash images/build.sh
+
+constraints: ## regenerate images/operator/constraints.txt after a change to pyproject's dependencies
+	@PYTHON=$(PYTHON) bash images/operator/constraints.sh
+
+.PHONY: help dev crds lint unit e2e tools e2e-gitops test contract cluster cluster-down images constraints
 
 bench-planner: $(STAMP) ## plans per second over the catalog x GPU sweep
 	$(BIN)/python benchmarks/bench_planner.py

@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vlm_operator.api.config import OperatorConfig
 from vlm_operator.api.v1alpha1 import ScalingSpec, VisionModelSpec
 from vlm_operator.autoscale.policy import Decision, FleetState, History, MetricsSample, decide
 from vlm_operator.catalog.gpus import GpuOffer
-from vlm_operator.config import OperatorConfig
 from vlm_operator.render.workload import RenderInput, expected_startup_seconds
 from vlm_operator.sizing import plan_visionmodel
 
@@ -82,16 +82,15 @@ def fleet_model() -> FleetModel:
     offer = GpuOffer("NVIDIA-H100-80GB-HBM3", 81559, (9, 0), 8)
     plan = plan_visionmodel(spec, gpu_offers=[offer])
     assert plan.feasible, plan.reason
-    status = plan.to_status()
     cold_start = expected_startup_seconds(
-        RenderInput("bench", "bench", "bench", spec, status, OperatorConfig())
+        RenderInput("bench", "bench", "bench", spec, plan, OperatorConfig())
     )
     return FleetModel(
-        max_num_seqs=status.max_num_seqs,
-        gpus_per_replica=status.gpus_per_replica,
+        max_num_seqs=plan.max_num_seqs,
+        gpus_per_replica=plan.gpus_per_replica,
         cold_start_seconds=cold_start,
-        kv_cache_tokens=status.kv_cache_tokens,
-        tokens_per_image=status.tokens_per_image,
+        kv_cache_tokens=plan.kv_cache_tokens,
+        tokens_per_image=plan.tokens_per_image,
         prompt_tokens=spec.workload.prompt_tokens,
         output_tokens=spec.workload.output_tokens,
         max_images=spec.workload.max_images_per_request,

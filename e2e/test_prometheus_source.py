@@ -17,7 +17,8 @@ import pytest
 from prometheus_harness import LoadRun, Prometheus, SimulatedPod
 from vlm_operator.api.v1alpha1 import ScalingSpec
 from vlm_operator.autoscale.policy import FleetState, History, MetricsSample, decide
-from vlm_operator.autoscale.sources import Fleet, PrometheusSource
+from vlm_operator.autoscale.signals import Fleet
+from vlm_operator.autoscale.sources import PrometheusSource
 
 pytestmark = pytest.mark.e2e
 

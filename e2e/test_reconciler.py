@@ -159,6 +159,14 @@ def test_deleting_the_visionmodel_collects_children(
 
     wait_for(children_gone, 90, "children garbage-collected")
 
+    def gauges_forgotten() -> bool:
+        with urllib.request.urlopen(operator.metrics_url, timeout=5) as response:
+            text = response.read().decode()
+        return f'namespace="{namespace}",visionmodel="qwen-vl"' not in text
+
+    # The delete event, not a later timer, makes the operator forget the VisionModel.
+    wait_for(gauges_forgotten, 30, "the deleted VisionModel's gauges dropped")
+
 
 def test_restart_mid_rollout_converges_without_duplicates(
     namespace: str, operator: OperatorProcess

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 import yaml
 
+from vlm_operator.api.crd import CRD_FILE_NAME, build_crd, render_crd_yaml
 from vlm_operator.cli import main
-from vlm_operator.crdgen import CRD_FILE_NAME, build_crd, render_crd_yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = REPO_ROOT / "crds" / CRD_FILE_NAME

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from vlm_operator.api.validation import validate_files
 from vlm_operator.cli import main
-from vlm_operator.validation import validate_files
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO_ROOT / "examples").glob("*.yaml"))

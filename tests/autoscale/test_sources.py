@@ -10,7 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from vlm_operator.autoscale.sources import Fetch, Fleet, PodScrapeSource, PrometheusSource
+from vlm_operator.autoscale.signals import Fleet
+from vlm_operator.autoscale.sources import Fetch, PodScrapeSource, PrometheusSource
 
 NOW = 1_800_000_000.0
 FLEET = Fleet("team-a", "qwen-vl")

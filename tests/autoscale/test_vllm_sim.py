@@ -30,7 +30,8 @@ from vllm_sim.server import (
     SimulatorServer,
     serve_in_background,
 )
-from vlm_operator.autoscale.sources import Fleet, PodScrapeSource
+from vlm_operator.autoscale.signals import Fleet
+from vlm_operator.autoscale.sources import PodScrapeSource
 
 MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
 IMAGE = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}

@@ -16,7 +16,7 @@ import yaml
 from lupa import lua51
 
 from builders import plan
-from vlm_operator.reconcile.status import Observed, compute_status
+from vlm_operator.status.conditions import Observed, compute_status
 
 CHECK_DIR = (
     Path(__file__).resolve().parents[2]

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 
 from builders import plan, spec
-from vlm_operator.config import OperatorConfig
+from vlm_operator.api.config import OperatorConfig
 from vlm_operator.render.autoscaling import (
     render_horizontal_pod_autoscaler,
     render_scaled_object,

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from builders import plan, spec
-from vlm_operator.config import OperatorConfig
+from vlm_operator.api.config import OperatorConfig
 from vlm_operator.render.labels import selector_string
 from vlm_operator.render.workload import (
     RenderInput,

@@ -1,5 +1,2 @@
-"""The kopf layer: importing this package registers every handler."""
-
-from vlm_operator.handlers import autoscaling, visionmodel
-
-__all__ = ["autoscaling", "visionmodel"]
+"""The kopf layer, and the only package that imports kopf: it wires watch events and timers to the
+control loops. May import controllers, k8s, api and status; nothing imports it but cli.run."""

@@ -11,7 +11,7 @@ from typing import Any
 
 from vlm_operator.api.v1alpha1 import ScalingSpec
 from vlm_operator.autoscale.policy import BATCH_TARGET_FRACTION
-from vlm_operator.autoscale.sources import RUNNING, WAITING, Fleet
+from vlm_operator.autoscale.signals import RUNNING, WAITING, Fleet
 from vlm_operator.render.workload import RenderInput, child_metadata
 
 KEDA_CRD = "scaledobjects.keda.sh"

@@ -7,15 +7,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from vlm_operator.api import constants as c
-from vlm_operator.api.v1alpha1 import PlanStatus, VisionModelSpec
+from vlm_operator.api.config import OperatorConfig
+from vlm_operator.api.v1alpha1 import VisionModelSpec
 from vlm_operator.catalog.engine import SERVE_PORT
-from vlm_operator.config import OperatorConfig
 from vlm_operator.render.labels import (
     VISIONMODEL_LABEL,
     common_labels,
     owner_reference,
     selector_labels,
 )
+from vlm_operator.sizing import Plan
 
 CACHE_MOUNT_PATH = "/models"
 PROBE_PERIOD_SECONDS = 10
@@ -30,7 +31,7 @@ class RenderInput:
     namespace: str
     uid: str
     spec: VisionModelSpec
-    plan: PlanStatus
+    plan: Plan
     config: OperatorConfig
 
 
@@ -46,7 +47,7 @@ def child_metadata(source: RenderInput) -> dict[str, Any]:
 
 def expected_startup_seconds(source: RenderInput) -> float:
     """Expected start of one replica: fetch or load the weights, then engine init."""
-    weights_mib = source.plan.memory_gib.weights * source.plan.gpus_per_replica * 1024
+    weights_mib = source.plan.weights_gib * source.plan.gpus_per_replica * 1024
     warm_cache = source.spec.model.cache.persistent_volume_claim is not None
     bandwidth = (
         source.config.load_mib_per_second if warm_cache else source.config.download_mib_per_second
@@ -92,7 +93,7 @@ def _volumes(source: RenderInput) -> list[dict[str, Any]]:
 def _resources(source: RenderInput) -> dict[str, Any]:
     gpus = source.plan.gpus_per_replica
     # Host memory must hold a rank's weights while they stream to the GPU, plus shared memory.
-    weights_per_gpu_gib = math.ceil(source.plan.memory_gib.weights)
+    weights_per_gpu_gib = math.ceil(source.plan.weights_gib)
     memory_gib = 16 + weights_per_gpu_gib + shm_size_gib(source.plan.tensor_parallel_size)
     requests = {"cpu": str(max(4, 2 * gpus)), "memory": f"{memory_gib}Gi", c.GPU_RESOURCE: gpus}
     limits = {"memory": f"{memory_gib}Gi", c.GPU_RESOURCE: gpus}

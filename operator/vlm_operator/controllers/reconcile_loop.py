@@ -1,23 +1,21 @@
-"""One level-based reconcile: plan, render, apply, observe, report. No kopf in here."""
+"""The reconcile loop: spec -> plan -> desired children -> apply -> observed -> status."""
 
 from __future__ import annotations
 
-import json
-import threading
 import time
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
 
-from vlm_operator import metrics
+from vlm_operator.api.config import OperatorConfig
 from vlm_operator.api.constants import Reason
 from vlm_operator.api.v1alpha1 import ServiceSpec, VisionModelSpec
-from vlm_operator.catalog.gpus import gpu_offers_from_nodes
-from vlm_operator.config import OperatorConfig
+from vlm_operator.controllers import metrics
+from vlm_operator.controllers.clock import utc_now
+from vlm_operator.controllers.planning import SpecError, plan_for
+from vlm_operator.controllers.state import Memory
 from vlm_operator.k8s.cluster import Cluster
-from vlm_operator.reconcile.status import Event, Observed, compute_status, status_changed
 from vlm_operator.render.autoscaling import (
     KEDA_CRD,
     render_horizontal_pod_autoscaler,
@@ -25,53 +23,11 @@ from vlm_operator.render.autoscaling import (
 )
 from vlm_operator.render.labels import selector_string
 from vlm_operator.render.workload import RenderInput, render_children
-from vlm_operator.sizing import plan_visionmodel, refused_plan
+from vlm_operator.sizing import refused_plan
+from vlm_operator.status.conditions import Observed, compute_status, status_changed
+from vlm_operator.status.events import EventSink
 
-EventSink = Callable[[Mapping[str, Any], Event], None]
 POD_MONITOR_CRD = "podmonitors.monitoring.coreos.com"
-
-_locks: dict[tuple[str, str], threading.Lock] = {}
-_locks_guard = threading.Lock()
-
-
-def _lock_for(namespace: str, name: str) -> threading.Lock:
-    """One lock per VisionModel: events, timers and spec changes never reconcile it at once."""
-    with _locks_guard:
-        return _locks.setdefault((namespace, name), threading.Lock())
-
-
-def utc_now() -> str:
-    """The current time as an RFC 3339 timestamp with second precision."""
-    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
-class SpecError(Exception):
-    """The spec cannot be acted on; the message says which field and why."""
-
-
-def _architecture_config(
-    cluster: Cluster, namespace: str, spec: VisionModelSpec
-) -> Mapping[str, Any] | None:
-    architecture = spec.model.architecture
-    if architecture is None or architecture.config_map_ref is None:
-        return None
-    ref = architecture.config_map_ref
-    text = cluster.read_config_map_key(namespace, ref.name, ref.key)
-    if text is None:
-        raise SpecError(
-            f"spec.model.architecture.configMapRef: ConfigMap {ref.name} has no key {ref.key}"
-        )
-    try:
-        parsed = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise SpecError(
-            f"spec.model.architecture.configMapRef: {ref.name}/{ref.key} is not JSON: {error}"
-        ) from error
-    if not isinstance(parsed, dict):
-        raise SpecError(
-            f"spec.model.architecture.configMapRef: {ref.name}/{ref.key} is not an object"
-        )
-    return parsed
 
 
 def _owned_by(body: Mapping[str, Any] | None, uid: str) -> bool:
@@ -109,13 +65,14 @@ def _apply_scaling_driver(cluster: Cluster, source: RenderInput) -> tuple[str, s
 def reconcile(
     cluster: Cluster,
     config: OperatorConfig,
+    memory: Memory,
     namespace: str,
     name: str,
     post_event: EventSink,
 ) -> None:
     """Bring one VisionModel's children and status in line with its spec. Idempotent."""
     started = time.monotonic()
-    with _lock_for(namespace, name):
+    with memory.of(namespace, name).lock:
         try:
             _reconcile_locked(cluster, config, namespace, name, post_event)
         except Exception as error:
@@ -136,7 +93,6 @@ def _reconcile_locked(
 ) -> None:
     body = cluster.get_visionmodel(namespace, name)
     if body is None:
-        metrics.forget_visionmodel(namespace, name)
         return
     generation = int(body["metadata"].get("generation", 0))
     previous_status: Mapping[str, Any] = body.get("status") or {}
@@ -149,16 +105,13 @@ def _reconcile_locked(
     blocker: tuple[str, str] | None = None
     try:
         spec = VisionModelSpec.model_validate(raw_spec)
-        architecture_config = _architecture_config(cluster, namespace, spec)
+        plan = plan_for(cluster, namespace, spec)
     except (ValidationError, SpecError) as error:
         stall_reason = Reason.INVALID_SPEC
-        plan = refused_plan(Reason.INVALID_SPEC, str(error).replace("\n", " ")).to_status()
+        plan = refused_plan(Reason.INVALID_SPEC, str(error).replace("\n", " "))
     else:
-        offers = gpu_offers_from_nodes(cluster.list_nodes())
-        planned = plan_visionmodel(spec, gpu_offers=offers, architecture_config=architecture_config)
-        plan = planned.to_status()
-        stall_reason = None if planned.feasible else (planned.stall_reason or Reason.INVALID_SPEC)
-        if planned.feasible:
+        stall_reason = None if plan.feasible else (plan.stall_reason or Reason.INVALID_SPEC)
+        if plan.feasible:
             source = RenderInput(name, namespace, body["metadata"]["uid"], spec, plan, config)
             for child in render_children(source, pod_monitor=cluster.has_crd(POD_MONITOR_CRD)):
                 cluster.apply(child)

@@ -3,7 +3,7 @@
 from typing import Any
 
 from builders import plan
-from vlm_operator.reconcile.status import (
+from vlm_operator.status.conditions import (
     Observed,
     Outcome,
     compute_status,
@@ -150,10 +150,10 @@ def test_plan_events() -> None:
     first = plan()
     chosen = plan_events(None, first)
     assert [(e.type, e.reason) for e in chosen] == [("Normal", "PlanChosen")]
-    same = plan_events(first.model_dump(by_alias=True), first)
+    same = plan_events(first.to_status().model_dump(by_alias=True), first)
     assert same == []
     bigger = plan(gpus_per_replica=2, tensor_parallel_size=2)
-    changed = plan_events(first.model_dump(by_alias=True), bigger)
+    changed = plan_events(first.to_status().model_dump(by_alias=True), bigger)
     assert [e.reason for e in changed] == ["PlanChanged"]
     assert "2x NVIDIA-H100-80GB-HBM3" in changed[0].message
 

@@ -1,19 +1,33 @@
-"""Operator configuration: values that follow operator upgrades, never stored in the CRD."""
+"""Operator configuration: values that follow operator upgrades, never stored in the CRD.
+
+One installation's settings come from a YAML file (the chart's ConfigMap, `run --config FILE`)
+whose keys are the camelCase field names, with VLM_OPERATOR_<FIELD> environment variables on top.
+"""
 
 from __future__ import annotations
 
-import os
-from typing import Annotated
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
 
 from vlm_operator.catalog.engine import VLLM_IMAGE, VLLM_VERSION
 
 
 class OperatorConfig(BaseModel):
-    """Settings of one operator installation, read from VLM_OPERATOR_* environment variables."""
+    """Settings of one operator installation."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+        use_attribute_docstrings=True,
+    )
 
     vllm_image: str = VLLM_IMAGE
     """The vLLM container image, pinned to the engine version the planner models."""
@@ -44,11 +58,18 @@ class OperatorConfig(BaseModel):
     routable from the operator (a simulated cluster); such VisionModels then hold."""
 
     @classmethod
-    def from_environment(cls) -> OperatorConfig:
-        """Build the configuration from VLM_OPERATOR_<FIELD> variables; unset ones keep defaults."""
-        values = {
-            name: os.environ[f"VLM_OPERATOR_{name.upper()}"]
-            for name in cls.model_fields
-            if f"VLM_OPERATOR_{name.upper()}" in os.environ
-        }
+    def load(cls, path: Path | None, environment: Mapping[str, str]) -> OperatorConfig:
+        """The file's settings (camelCase keys; none when path is None), then every
+        VLM_OPERATOR_<FIELD> variable of `environment` on top; unset fields keep defaults."""
+        values: dict[str, Any] = {}
+        if path is not None:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            if not isinstance(loaded, dict):
+                raise ValueError(f"{path}: operator configuration must be a mapping")
+            values.update(loaded)
+        for name, field in cls.model_fields.items():
+            variable = f"VLM_OPERATOR_{name.upper()}"
+            if variable in environment:
+                values.pop(field.alias or name, None)
+                values[name] = environment[variable]
         return cls.model_validate(values)

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vlm_operator.api.constants import ConditionType, Reason
-from vlm_operator.api.v1alpha1 import PlanStatus
 from vlm_operator.render.labels import selector_string
+from vlm_operator.sizing import Plan
+from vlm_operator.status.events import Event
 
 
 @dataclass(frozen=True)
@@ -20,15 +21,6 @@ class Observed:
 
     unschedulable: Sequence[str] = ()
     """Scheduler messages of pods that cannot be placed."""
-
-
-@dataclass(frozen=True)
-class Event:
-    """An event to post on the VisionModel."""
-
-    type: str
-    reason: str
-    message: str
 
 
 @dataclass(frozen=True)
@@ -75,7 +67,7 @@ def _deadline_exceeded(deployment: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _placement(plan: PlanStatus) -> str:
+def _placement(plan: Plan) -> str:
     tp = plan.tensor_parallel_size
     return f"{plan.gpus_per_replica}x {plan.gpu_product} ({plan.precision}, tp={tp})"
 
@@ -83,7 +75,7 @@ def _placement(plan: PlanStatus) -> str:
 def judge(
     *,
     desired_replicas: int,
-    plan: PlanStatus,
+    plan: Plan,
     stall_reason: str | None,
     observed: Observed,
     blocker: tuple[str, str] | None = None,
@@ -183,9 +175,10 @@ def _plan_identity(plan: Mapping[str, Any] | None) -> tuple[Any, ...] | None:
     )
 
 
-def plan_events(previous_plan: Mapping[str, Any] | None, plan: PlanStatus) -> list[Event]:
+def plan_events(previous_plan: Mapping[str, Any] | None, plan: Plan) -> list[Event]:
     """PlanChosen or PlanChanged when a feasible plan is new."""
-    before, after = _plan_identity(previous_plan), _plan_identity(plan.model_dump(by_alias=True))
+    wire_plan = plan.to_status().model_dump(by_alias=True)
+    before, after = _plan_identity(previous_plan), _plan_identity(wire_plan)
     if after is None or before == after:
         return []
     summary = (
@@ -204,7 +197,7 @@ def compute_status(
     generation: int,
     desired_replicas: int,
     service_port: int,
-    plan: PlanStatus,
+    plan: Plan,
     stall_reason: str | None,
     observed: Observed,
     previous_status: Mapping[str, Any],
@@ -229,7 +222,7 @@ def compute_status(
         "readyReplicas": ready,
         "selector": selector_string(name),
         "endpoint": endpoint_url(name, namespace, service_port),
-        "plan": plan.model_dump(by_alias=True, mode="json"),
+        "plan": plan.to_status().model_dump(by_alias=True, mode="json"),
     }
     events = plan_events(previous_status.get("plan"), plan) + stall_events(verdict, previous_status)
     return Outcome(status, events)

@@ -24,7 +24,7 @@ class PlanInputError(Exception):
     """The file or flags do not describe a VisionModel spec."""
 
 
-def add_plan_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the plan subcommand."""
     plan = commands.add_parser(
         "plan",

@@ -1,1 +1,0 @@
-"""Pure reconcile logic: observed state and plan in, status and events out."""
