@@ -9,6 +9,7 @@ API server. Argo CD can reach nothing else.
 
 The binaries come from `make tools` (e2e/tools/build.sh); a missing tool fails the test and says
 so. Argo CD's CRDs are applied from the build's copy of the argo-cd module, never committed.
+Each process logs to .cluster/artifacts/argocd-<process>.log, kept after the run.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import contextlib
 import functools
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -197,10 +197,6 @@ class GitRepository:
         self._git(self.work, "commit", "--quiet", "--allow-empty", "-m", message)
         self._git(self.work, "push", "--quiet", "origin", "HEAD:main")
         return self._git(self.work, "rev-parse", "HEAD").strip()
-
-    def copy_tree(self, source: Path, destination: str) -> None:
-        """Copy a directory of this checkout into the work tree (committed by the next write)."""
-        shutil.copytree(source, self.work / destination, dirs_exist_ok=True)
 
     @staticmethod
     def _git(cwd: Path, *args: str) -> str:
@@ -476,15 +472,6 @@ class ArgoCD:
                 cwd=self.workdir,
             )
         self.processes.append(ArgoProcess(name, log_path, process))
-
-    def logs(self) -> list[tuple[str, str]]:
-        """The last lines of every process's log, for failure reports."""
-        return [(f"{p.name} log", p.log_tail(120)) for p in self.processes]
-
-    def check_alive(self) -> None:
-        for process in self.processes:
-            if not process.alive():
-                raise AssertionError(f"{process.name} exited:\n{process.log_tail()}")
 
     def stop(self) -> None:
         for process in reversed(self.processes):

@@ -346,6 +346,9 @@ def sync_samples(app_name: str, seconds: float) -> list[str]:
     return samples
 
 
+PHASE_SECONDS = 25
+"""How long the Application is watched while the autoscaler holds, and after a commit."""
+
 # Where spec.replicas lives in git, and what the Application says about it.
 REPLICAS_CONFIGS = {
     "naive": {"in_git": True, "ignore": False, "respect": False},
@@ -394,12 +397,12 @@ def test_autoscaler_and_self_heal_on_replicas(
             wait_for(lambda: get_object("visionmodel", "qwen-vl", namespace), 60, "the sync")
             watch = ReplicasWatch(namespace, "qwen-vl")
             wait_for(lambda: 2 in watch.values(), 120, "the autoscaler's two warm replicas")
-            while_scaling = sync_samples(app_name, 40)
+            while_scaling = sync_samples(app_name, PHASE_SECONDS)
             scaled = watch.values()
             model["metadata"]["annotations"] = {"example.com/owner": "docs-team"}
             commit = argocd.git.write({f"{folder}/qwen-vl.yaml": yaml.safe_dump(model)}, "owner")
             refresh(app_name)
-            after_commit = sync_samples(app_name, 40)
+            after_commit = sync_samples(app_name, PHASE_SECONDS)
             final = get_application(app_name)
             committed = watch.values()
         finally:
@@ -410,7 +413,7 @@ def test_autoscaler_and_self_heal_on_replicas(
     record(
         f"replicas, {config}: spec.replicas went {committed}; while the autoscaler held 2, "
         f"{while_scaling.count('OutOfSync')}/{len(while_scaling)} samples OutOfSync; "
-        f"{reverts} resets to git's 1 in about 80 s; after a commit, "
+        f"{reverts} resets to git's 1 in {2 * PHASE_SECONDS} s; after a commit, "
         f"{after_commit.count('OutOfSync')}/{len(after_commit)} samples OutOfSync"
     )
     first_two = scaled.index(2)
