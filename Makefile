@@ -21,15 +21,16 @@ $(STAMP): pyproject.toml
 
 dev: $(STAMP) ## create .venv with the package and the dev tools
 
-crds: $(STAMP) ## regenerate crds/ from the API models
+crds: $(STAMP) ## regenerate crds/ (and the chart's copy) from the API models
 	$(BIN)/vlm-operator crd > crds/vlm-operator.io_visionmodels.yaml
+	cp crds/vlm-operator.io_visionmodels.yaml charts/vlm-operator/files/crds/
 
 lint: $(STAMP) ## ruff and mypy (the package, the tests and the benchmarks)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	MYPYPATH=operator:tests $(BIN)/mypy tests
-	MYPYPATH=operator:e2e:images/vllm-sim $(BIN)/mypy e2e
+	MYPYPATH=operator:tests:e2e:images/vllm-sim:images/activator:benchmarks $(BIN)/mypy tests
+	MYPYPATH=operator:e2e:images/vllm-sim:images/activator $(BIN)/mypy e2e
 	MYPYPATH=operator $(BIN)/mypy benchmarks
 
 unit: $(STAMP) ## fast tests: no cluster, no images
@@ -80,10 +81,12 @@ constraints: ## regenerate images/operator/constraints.txt after a change to pyp
 bench-planner: $(STAMP) ## plans per second over the catalog x GPU sweep
 	$(BIN)/python benchmarks/bench_planner.py
 
-bench-autoscale: $(STAMP) ## the fleet simulation: this policy against queue-only, GPU-only and static
+bench-autoscale: $(STAMP) ## the fleet simulation: this policy against swept KEDA, HPA and static baselines
+	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/bench_autoscale.py
 
 demo: $(STAMP) ## the quickstart: control plane, operator and an example VisionModel that becomes Ready
+	@bash e2e/tools/build.sh helm >/dev/null
 	@bash e2e/demo.sh
 
 .PHONY: demo bench-planner bench-autoscale

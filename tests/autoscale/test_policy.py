@@ -83,14 +83,17 @@ def test_loading_pods_count_as_coming_capacity() -> None:
     assert decision.desired_replicas == 5
 
 
-def test_scale_down_waits_for_the_window_then_steps_one_at_a_time() -> None:
+def test_scale_down_waits_for_the_window_then_goes_to_its_largest_recommendation() -> None:
     quiet = sample(running=2, reporting_pods=6)
     recent = History(recommendations=((NOW - 100, 6, 6),), last_traffic=NOW)
     held = decide(quiet, fleet(6), SCALING, recent, NOW)
     assert held.desired_replicas == 6
     assert "keeping 6" in held.reason
-    after = decide(quiet, fleet(6), SCALING, steady_history(6), NOW)
-    assert after.desired_replicas == 5
+    # The window (300 s) saw 4 at NOW - 200 and now 2 (2 in flight: 1 replica + 1 warm).
+    window = History(recommendations=((NOW - 400, 6, 6), (NOW - 200, 4, 4)), last_traffic=NOW)
+    after = decide(quiet, fleet(6), SCALING, window, NOW)
+    assert after.desired_replicas == 4
+    # Had the fleet been at 5 still, the next step waits a quarter of the window.
     paused = decide(replace(quiet, reporting_pods=5), fleet(5), SCALING, after.history, NOW + 15)
     assert paused.desired_replicas == 5
     assert "pausing" in paused.reason
@@ -198,7 +201,7 @@ TO_ZERO = {"min_replicas": 0, "warm_replicas": 0, "scale_to_zero_after_seconds":
         (sample(running=141, reporting_pods=10), fleet(10), WIDE, History(), 13, "scale up"),
         # Warm replicas ride on top of demand, and the bounds clamp.
         (sample(running=13), fleet(1), {"warm_replicas": 3}, History(), 5, "need 2 + 3 warm"),
-        (sample(), fleet(3), {"warm_replicas": 0}, steady_history(3), 2, "scale down to 2"),
+        (sample(), fleet(3), {"warm_replicas": 0}, steady_history(3), 1, "scale down to 1"),
         # Scale to zero needs minReplicas 0, no request in flight and idle GPUs for the window.
         (
             sample(gpu_utilization_percent=0.0),
@@ -245,3 +248,110 @@ def test_decision_table(
     assert reason in decision.reason
     again = decide(metrics, replicas, SCALING.model_copy(update=scaling), history, NOW)
     assert again == decision, "the policy is a pure function"
+
+
+def sm_active(mean_percent: float, ready: int, **extra: Any) -> MetricsSample:
+    """A sample whose ready replicas' GPUs show `mean_percent` SM activity on average."""
+    return sample(
+        gpu_activity_percent_sum=mean_percent * ready,
+        gpu_activity_field="DCGM_FI_PROF_SM_ACTIVE",
+        reporting_pods=ready,
+        **extra,
+    )
+
+
+def test_sm_activity_above_target_adds_replicas_the_queue_does_not_see() -> None:
+    # Prefill-heavy: 10 in flight fill 1 replica's batch to 80%, but the 3 GPUs work at 100%
+    # against an 80% target: 3 x 100 / 80 = 3.75 -> 4 replicas, plus 1 warm.
+    decision = decide(sm_active(100, 3, running=10), fleet(3), SCALING, History(), NOW)
+    assert decision.demand_replicas == 4
+    assert decision.desired_replicas == 5
+    assert "DCGM_FI_PROF_SM_ACTIVE 100% against the 80% target" in decision.reason
+    assert decision.metrics["gpuActivityPercent"] == 100
+    assert decision.gpu_signal == "DCGM_FI_PROF_SM_ACTIVE: sized on against the 80% target"
+
+
+def test_the_target_percent_sets_the_gpu_demand() -> None:
+    # 4 ready at 60%: a 40% target asks for 4 x 60 / 40 = 6 replicas, an 80% target for 3.
+    low_target = SCALING.model_copy(update={"gpu_utilization_target_percent": 40})
+    assert decide(sm_active(60, 4), fleet(4), low_target, History(), NOW).demand_replicas == 6
+    assert decide(sm_active(60, 4), fleet(4), SCALING, History(), NOW).demand_replicas == 3
+
+
+def test_no_scale_down_while_sm_activity_is_at_the_target() -> None:
+    # 4 in flight would need 1 replica, yet 3 GPUs at 85% of an 80% target (within the 10%
+    # tolerance) hold all 3.
+    cold = SCALING.model_copy(update={"warm_replicas": 0})
+    busy_gpus = decide(sm_active(85, 3, running=4), fleet(3), cold, steady_history(3), NOW)
+    assert busy_gpus.desired_replicas == 3
+    assert busy_gpus.reason.startswith("steady at 3; DCGM_FI_PROF_SM_ACTIVE 85%")
+    # The same queue with GPUs at 20% steps down.
+    idle_gpus = decide(sm_active(20, 3, running=4), fleet(3), cold, steady_history(3), NOW)
+    assert idle_gpus.desired_replicas == 1
+
+
+def test_loading_replicas_gpus_do_not_dilute_the_activity() -> None:
+    # Sum 200% over 2 ready replicas (the loading one reads 0): the ready ones run at 100%.
+    loading = fleet(3, ready=2, existing=3)
+    busy = sample(gpu_activity_percent_sum=200.0, gpu_activity_field="DCGM_FI_PROF_SM_ACTIVE")
+    decision = decide(busy, loading, SCALING, History(), NOW)
+    assert decision.metrics["gpuActivityPercent"] == 100
+    assert decision.demand_replicas == 3  # 2 x 100 / 80 = 2.5
+
+
+def test_multi_gpu_replicas_average_over_their_gpus() -> None:
+    wide = FleetState(2, 2, 2, max_num_seqs=16, gpus_per_replica=2)
+    busy = sample(
+        gpu_activity_percent_sum=360.0, gpu_activity_field="DCGM_FI_PROF_GR_ENGINE_ACTIVE"
+    )
+    decision = decide(busy, wide, SCALING, History(), NOW)
+    assert decision.metrics["gpuActivityPercent"] == 90  # 360 over 4 GPUs
+    assert "DCGM_FI_PROF_GR_ENGINE_ACTIVE 90%" in decision.reason
+
+
+def test_gpu_util_fallback_is_reported_and_never_blocks_a_scale_down() -> None:
+    decision = decide(
+        sample(running=1, gpu_utilization_percent=100.0), fleet(3), SCALING, steady_history(3), NOW
+    )
+    assert decision.desired_replicas == 2
+    assert decision.gpu_signal.startswith("DCGM_FI_DEV_GPU_UTIL only (no DCGM profiling fields)")
+    without_dcgm = decide(
+        sample(gpu_utilization_percent=None), fleet(3), SCALING, steady_history(3), NOW
+    )
+    assert without_dcgm.gpu_signal.startswith("no DCGM metrics")
+
+
+WAKES = {"min_replicas": 0, "warm_replicas": 0, "wake_on_request": True}
+
+
+def test_at_zero_with_the_activator_the_policy_leaves_the_wake_to_it() -> None:
+    waking = SCALING.model_copy(update=WAKES)
+    held = replace(no_metrics("no series"), held_requests=3.0)
+    decision = decide(held, fleet(0), waking, History(), NOW)
+    assert decision.desired_replicas == 0
+    assert decision.reason == (
+        "holding at 0: scaled to zero; the activator raises it to 1 on the next request; "
+        "it holds 3 requests"
+    )
+
+
+def test_requests_held_while_the_first_replica_loads_size_the_fleet() -> None:
+    # The activator woke the model (0 -> 1) and holds 30 requests; the replica still loads and
+    # reports nothing: 30 / 12.8 -> 3 replicas.
+    waking = SCALING.model_copy(update=WAKES)
+    held = replace(no_metrics("no series"), held_requests=30.0)
+    decision = decide(held, fleet(1, ready=0, existing=1), waking, History(), NOW)
+    assert decision.desired_replicas == 3
+    assert decision.reason.startswith(
+        "scale up to 3; 30 requests in flight (held by the activator)"
+    )
+    assert decision.metrics["heldRequests"] == 30
+
+
+def test_requests_through_the_activator_keep_the_model_from_zero() -> None:
+    waking = SCALING.model_copy(update={**WAKES, "scale_to_zero_after_seconds": 600})
+    long_idle = History(recommendations=((NOW - 700, 0, 0),), last_traffic=NOW - 700)
+    quiet = sample(gpu_utilization_percent=0.0, reporting_pods=1)
+    assert decide(quiet, fleet(1), waking, long_idle, NOW).desired_replicas == 0
+    arriving = replace(quiet, activator_requests_per_second=0.2)
+    assert decide(arriving, fleet(1), waking, long_idle, NOW).desired_replicas == 1

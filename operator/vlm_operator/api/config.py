@@ -57,6 +57,10 @@ class OperatorConfig(BaseModel):
     """Whether the pods metrics source may connect to pod IPs. Off where pod IPs are not
     routable from the operator (a simulated cluster); such VisionModels then hold."""
 
+    allow_trust_remote_code: bool = False
+    """Whether spec.engine.extraArgs may turn on vLLM's --trust-remote-code, which runs Python
+    code from the model repository. Off: such a VisionModel is Stalled with InvalidSpec."""
+
     @classmethod
     def load(cls, path: Path | None, environment: Mapping[str, str]) -> OperatorConfig:
         """The file's settings (camelCase keys; none when path is None), then every

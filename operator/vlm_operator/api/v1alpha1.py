@@ -322,6 +322,10 @@ class ScalingSpec(ApiModel):
     scale_to_zero_after_seconds: Annotated[Int32, Field(ge=60, le=604800)] = 1800
     """With minReplicas 0: scale to zero after this long without any request."""
 
+    wake_on_request: bool = False
+    """With minReplicas 0: the activator (images/activator) in front of the model may raise
+    replicas from 0 to 1 when a request arrives, and the autoscaler reads the requests it holds."""
+
     @field_validator("max_replicas")
     @classmethod
     def _max_not_below_min(cls, max_replicas: int, info: ValidationInfo) -> int:
@@ -553,6 +557,10 @@ class AutoscalingStatus(ApiModel):
 
     metrics: Annotated[dict[str, float], Field(max_length=32)] = {}
     """The metric values the decision used."""
+
+    gpu_signal: Annotated[str, Field(max_length=256)] = ""
+    """Which GPU metric the decision read (a DCGM profiling field, or the GPU_UTIL fallback) and
+    what it was used for."""
 
 
 class VisionModelStatus(ApiModel):

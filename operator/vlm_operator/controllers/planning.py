@@ -6,10 +6,12 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from vlm_operator.api.config import OperatorConfig
 from vlm_operator.api.v1alpha1 import VisionModelSpec
 from vlm_operator.catalog.gpus import gpu_offers_from_nodes
 from vlm_operator.k8s.cluster import Cluster
 from vlm_operator.sizing import Plan, plan_visionmodel
+from vlm_operator.sizing.engine_args import TRUST_REMOTE_CODE, requests_trust_remote_code
 
 
 class SpecError(Exception):
@@ -40,6 +42,16 @@ def architecture_config(
             f"spec.model.architecture.configMapRef: {ref.name}/{ref.key} is not an object"
         )
     return parsed
+
+
+def check_engine_policy(spec: VisionModelSpec, config: OperatorConfig) -> None:
+    """Refuse engine arguments this installation does not allow; raises SpecError."""
+    if not config.allow_trust_remote_code and requests_trust_remote_code(spec.engine.extra_args):
+        raise SpecError(
+            f"spec.engine.extraArgs: {TRUST_REMOTE_CODE} runs Python code from the model "
+            "repository, and this operator's configuration does not allow it "
+            "(allowTrustRemoteCode: false)"
+        )
 
 
 def plan_for(cluster: Cluster, namespace: str, spec: VisionModelSpec) -> Plan:

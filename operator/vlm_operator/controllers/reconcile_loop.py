@@ -10,10 +10,10 @@ from pydantic import ValidationError
 
 from vlm_operator.api.config import OperatorConfig
 from vlm_operator.api.constants import Reason
-from vlm_operator.api.v1alpha1 import ServiceSpec, VisionModelSpec
+from vlm_operator.api.v1alpha1 import ScalingSpec, ServiceSpec, VisionModelSpec
 from vlm_operator.controllers import metrics
 from vlm_operator.controllers.clock import utc_now
-from vlm_operator.controllers.planning import SpecError, plan_for
+from vlm_operator.controllers.planning import SpecError, check_engine_policy, plan_for
 from vlm_operator.controllers.state import Memory
 from vlm_operator.k8s.cluster import Cluster
 from vlm_operator.render.autoscaling import (
@@ -103,8 +103,11 @@ def _reconcile_locked(
 
     stall_reason: str | None
     blocker: tuple[str, str] | None = None
+    scaling: ScalingSpec | None = None
     try:
         spec = VisionModelSpec.model_validate(raw_spec)
+        scaling = spec.scaling
+        check_engine_policy(spec, config)
         plan = plan_for(cluster, namespace, spec)
     except (ValidationError, SpecError) as error:
         stall_reason = Reason.INVALID_SPEC
@@ -141,10 +144,14 @@ def _reconcile_locked(
         cluster.patch_visionmodel_status(namespace, name, outcome.status)
     for event in outcome.events:
         post_event(body, event)
+    stalled = [c["reason"] for c in outcome.status["conditions"] if c["type"] == "Stalled"]
     metrics.record_visionmodel(
         namespace,
         name,
-        planned_gpus=plan.gpus_per_replica if plan.feasible else 0,
+        plan=plan,
         desired=desired_replicas,
         ready=ready,
+        warm=scaling.warm_replicas if scaling is not None else None,
+        maximum=scaling.max_replicas if scaling is not None else None,
+        stalled_reason=stalled[0] if stalled else None,
     )

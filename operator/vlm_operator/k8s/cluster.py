@@ -14,6 +14,9 @@ from vlm_operator.api import constants as c
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 MERGE_CONTENT_TYPE = "application/merge-patch+json"
 
+PEERING_GROUP, PEERING_VERSION = "kopf.dev", "v1"
+"""The API of kopf's peering kinds."""
+
 CRD_CACHE_SECONDS = 60.0
 """How long a CustomResourceDefinition's presence is trusted before it is read again."""
 
@@ -169,6 +172,24 @@ class Cluster:
             installed = False
         self._crds_seen[name] = (now, installed)
         return installed
+
+    def peering_exists(self, name: str, namespace: str | None) -> bool:
+        """Whether kopf's peering object exists: the ClusterKopfPeering of that name, or the
+        KopfPeering in the namespace. A missing peering kind counts as missing."""
+        try:
+            if namespace is None:
+                self._objects.get_cluster_custom_object(
+                    PEERING_GROUP, PEERING_VERSION, "clusterkopfpeerings", name
+                )
+            else:
+                self._objects.get_namespaced_custom_object(
+                    PEERING_GROUP, PEERING_VERSION, namespace, "kopfpeerings", name
+                )
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
 
     def patch_visionmodel_status(
         self, namespace: str, name: str, status: Mapping[str, Any]

@@ -100,3 +100,19 @@ def engine_arguments(settings: EngineSettings) -> list[str]:
     if settings.processor_kwargs:
         arguments += ["--mm-processor-kwargs", _json(dict(settings.processor_kwargs))]
     return arguments
+
+
+TRUST_REMOTE_CODE = "--trust-remote-code"
+"""Runs Python code from the model repository; off unless the operator configuration allows it."""
+_UNAMBIGUOUS_PREFIX = len("--trust-rem")
+"""vLLM's parser accepts unambiguous abbreviations; --trust-rem is the shortest one."""
+
+
+def requests_trust_remote_code(extra_args: list[str]) -> bool:
+    """Whether extra arguments turn on --trust-remote-code in any spelling vLLM's parser accepts:
+    underscores for dashes and any unambiguous abbreviation."""
+    for arg in extra_args:
+        name = arg.split("=", 1)[0].replace("_", "-")
+        if len(name) >= _UNAMBIGUOUS_PREFIX and TRUST_REMOTE_CODE.startswith(name):
+            return True
+    return False
