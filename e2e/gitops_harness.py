@@ -31,7 +31,7 @@ from urllib.parse import urlparse
 
 import yaml
 
-from harness import REPO_ROOT, kubectl, kubectl_result, wait_for
+from harness import REPO_ROOT, WaitTimeoutError, kubectl, kubectl_result, wait_for
 
 TOOLS_SCRIPT = REPO_ROOT / "e2e" / "tools" / "build.sh"
 HEALTH_LUA = (
@@ -538,13 +538,15 @@ def refresh(name: str) -> None:
 
 
 def app_state(app: dict[str, Any]) -> tuple[str, str, str]:
-    """(sync status, health status, synced revision) of an Application."""
+    """(sync status, health status, synced revision: the first source's) of an Application."""
     status = app.get("status", {})
     sync = status.get("sync", {})
+    # An Application with several sources reports one revision per source instead.
+    revision = sync.get("revision") or next(iter(sync.get("revisions") or []), "")
     return (
         str(sync.get("status", "")),
         str(status.get("health", {}).get("status", "")),
-        str(sync.get("revision", "")),
+        str(revision),
     )
 
 
@@ -568,7 +570,31 @@ def wait_application(
             return app
         return None
 
-    return wait_for(reached, timeout, f"Application {name} {sync}/{health}")
+    try:
+        return wait_for(reached, timeout, f"Application {name} {sync}/{health}")
+    except WaitTimeoutError as error:
+        raise WaitTimeoutError(f"{error}; it reports:\n{application_summary(name)}") from None
+
+
+def application_summary(name: str) -> str:
+    """What an Application says about itself: states, conditions, the last operation, and every
+    resource that is not Synced and Healthy."""
+    status = get_application(name).get("status", {})
+    lines = [f"sync/health/revision: {app_state({'status': status})}"]
+    lines += [
+        f"condition {c.get('type')}: {c.get('message')}" for c in status.get("conditions", [])
+    ]
+    operation = status.get("operationState", {})
+    if operation:
+        lines.append(f"operation {operation.get('phase')}: {operation.get('message')}")
+    for resource in status.get("resources", []):
+        health = resource.get("health", {})
+        if resource.get("status") != "Synced" or health.get("status") not in (None, "Healthy"):
+            lines.append(
+                f"{resource.get('kind')}/{resource.get('name')}: {resource.get('status')}, "
+                f"{health.get('status')} {health.get('message', '')}"
+            )
+    return "\n".join(lines)
 
 
 def kstatus(bin_dir: Path, obj: dict[str, Any]) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from harness import (
     wait_for,
     wait_ready,
 )
-from prometheus_harness import TINY_PNG, LoggedProcess, PodMirror, Prometheus, SimulatedPod
+from prometheus_harness import TINY_PNG, LoggedProcess, PodMirror, Prometheus
 
 pytestmark = pytest.mark.e2e
 

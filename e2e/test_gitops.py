@@ -20,7 +20,9 @@ from typing import Any
 import pytest
 import yaml
 
+from chart_harness import service_account_kubeconfig
 from gitops_harness import (
+    CLUSTER_NAME,
     ArgoCD,
     app_state,
     application,
@@ -118,8 +120,97 @@ def test_health_test_yaml_in_argo_cds_own_lua_vm(tmp_path: Path) -> None:
         assert judged == case["healthStatus"], case["inputPath"]
 
 
+CHART_RELEASE = "gitops"
+"""Application A's release name: its objects are gitops-vlm-operator*, apart from the session's
+own release of the chart."""
+
+
+def chart_files() -> dict[str, str]:
+    """charts/vlm-operator of this checkout, as files for the git repository."""
+    chart = REPO_ROOT / "charts" / "vlm-operator"
+    return {
+        f"charts/vlm-operator/{path.relative_to(chart)}": path.read_text(encoding="utf-8")
+        for path in sorted(chart.rglob("*"))
+        if path.is_file()
+    }
+
+
+def application_a(name: str, repo_url: str, namespace: str) -> dict[str, Any]:
+    """examples/gitops/argocd/vlm-operator.yaml pointed at the test's git repository, cluster
+    and namespace, with the values the local cluster needs on top of the example's."""
+    app: dict[str, Any] = yaml.safe_load(
+        (EXAMPLES / "argocd" / "vlm-operator.yaml").read_text(encoding="utf-8")
+    )
+    app["metadata"]["name"] = name
+    chart, values = app["spec"]["sources"]
+    for source in (chart, values):
+        source["repoURL"] = repo_url
+        source["targetRevision"] = "HEAD"
+    chart["helm"]["releaseName"] = CHART_RELEASE
+    chart["helm"]["valuesObject"] = {
+        # The session's own release of the chart installed the CRD and keeps it.
+        "crd": {"install": False},
+        "watchNamespaces": [namespace],
+        # Every node of the local cluster is a GPU node with the GPU taint.
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    }
+    app["spec"]["destination"] = {"name": CLUSTER_NAME, "namespace": namespace}
+    return app
+
+
+@pytest.fixture
+def chart_release_cleanup() -> Iterator[None]:
+    """Application A's cluster-scoped RBAC outlives its namespace: delete it after the test.
+    (The CRD stays: the session's release owns it as well.)"""
+    yield
+    selector = f"app.kubernetes.io/instance={CHART_RELEASE}"
+    kubectl_result("delete", "clusterrole,clusterrolebinding", "-l", selector, "--ignore-not-found")
+
+
+def test_application_a_installs_the_chart_and_the_operator_runs_with_its_identity(
+    argocd: ArgoCD,
+    namespace: str,
+    app_name: str,
+    chart_release_cleanup: None,
+    tmp_path: Path,
+) -> None:
+    """The chart from git with the example's values file (a second source): Synced and Healthy;
+    the operator then runs with a token of the ServiceAccount Argo CD created, serves a
+    VisionModel, and is refused Secrets."""
+    values = (EXAMPLES / "platform" / "vlm-operator" / "values.yaml").read_text(encoding="utf-8")
+    revision = argocd.git.write(
+        {**chart_files(), "platform/vlm-operator/values.yaml": values}, "the chart"
+    )
+    created = time.monotonic()
+    apply_manifest(application_a(app_name, argocd.git.url, namespace))
+    app = wait_application(app_name, "Synced", "Healthy", 180, revision=revision)
+    record(f"Application A: Synced/Healthy {time.monotonic() - created:.1f} s after creation")
+    kinds = {resource["kind"] for resource in app["status"]["resources"]}
+    assert {"ServiceAccount", "Role", "ClusterRole", "Deployment"} <= kinds
+    account = f"{CHART_RELEASE}-vlm-operator"
+    config = get_object("configmap", f"{account}-config", namespace) or {}
+    assert "scrapePods: false" in str(config.get("data")), "the example's values file was used"
+
+    identity = service_account_kubeconfig(namespace, account, tmp_path / "a.kubeconfig")
+    refused = kubectl_result("--kubeconfig", str(identity), "get", "secrets", "-n", namespace)
+    assert refused.returncode != 0
+    assert "Forbidden" in refused.stderr
+    operator = OperatorProcess(
+        namespace,
+        ARTIFACTS / f"operator-{namespace}.log",
+        operator_environment(),
+        kubeconfig=identity,
+    )
+    operator.start()
+    try:
+        apply_manifest(visionmodel(namespace))
+        wait_ready(namespace)
+    finally:
+        operator.stop()
+
+
 def test_application_b_progressing_healthy_degraded_and_pruned(
-    argocd: ArgoCD, namespace: str, app_name: str
+    argocd: ArgoCD, namespace: str, app_name: str, operator_kubeconfig: Path
 ) -> None:
     """Two VisionModels from git: Progressing until the operator reports, then Healthy; an
     infeasible commit turns B Degraded and leaves the running Deployment alone; a model removed
@@ -154,7 +245,10 @@ def test_application_b_progressing_healthy_degraded_and_pruned(
         )
 
     operator = OperatorProcess(
-        namespace, ARTIFACTS / f"operator-{namespace}.log", operator_environment()
+        namespace,
+        ARTIFACTS / f"operator-{namespace}.log",
+        operator_environment(),
+        kubeconfig=operator_kubeconfig,
     )
     operator.start()
     try:
