@@ -40,7 +40,13 @@ unit: $(STAMP) ## fast tests: no cluster, no images
 e2e: $(STAMP) ## end-to-end tests against the local control plane (builds it on first use)
 	$(BIN)/pytest e2e
 
-test: lint images engine ## the whole suite: lint, unit, end-to-end, image, real-engine and vLLM contract tests
+tools: ## build helm v4 and v3, Argo CD, the kstatus checker and redis-server (cached); prints their bin directory
+	@bash e2e/tools/build.sh
+
+e2e-gitops: $(STAMP) tools ## the Argo CD and kstatus end-to-end tests alone
+	$(BIN)/pytest -m gitops e2e
+
+test: lint images engine tools ## the whole suite: lint, unit, end-to-end, image, real-engine, GitOps and vLLM contract tests
 	$(BIN)/pytest -m "not contract"
 	$(MAKE) contract
 
@@ -72,7 +78,7 @@ images: ## the operator and simulator images as OCI archives in build/images/ (b
 constraints: ## regenerate images/operator/constraints.txt after a change to pyproject's dependencies
 	@PYTHON=$(PYTHON) bash images/operator/constraints.sh
 
-.PHONY: help dev crds lint unit e2e test engine engine-test contract cluster cluster-down images constraints
+.PHONY: help dev crds lint unit e2e tools e2e-gitops test engine engine-test contract cluster cluster-down images constraints
 
 bench-planner: $(STAMP) ## plans per second over the catalog x GPU sweep
 	$(BIN)/python benchmarks/bench_planner.py
@@ -82,6 +88,7 @@ bench-autoscale: $(STAMP) ## the fleet simulation: this policy against swept KED
 	$(BIN)/python benchmarks/bench_autoscale.py
 
 demo: $(STAMP) ## the quickstart: control plane, operator and an example VisionModel that becomes Ready
+	@bash e2e/tools/build.sh helm >/dev/null
 	@bash e2e/demo.sh
 
 .PHONY: demo bench-planner bench-autoscale

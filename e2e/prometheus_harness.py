@@ -30,7 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from harness import REPO_ROOT, free_port, wait_for
+from harness import REPO_ROOT, free_port, list_objects, wait_for
 
 INSTALL_SCRIPT = REPO_ROOT / "e2e" / "prometheus" / "install.sh"
 SIMULATOR_PATH = REPO_ROOT / "images" / "vllm-sim"
@@ -492,3 +492,75 @@ class SimulatedPod(LoggedProcess):
         """vLLM's /metrics as text."""
         with urllib.request.urlopen(f"{self.base_url}/metrics", timeout=5) as response:
             return str(response.read().decode())
+
+
+class PodMirror:
+    """Keeps one simulator per pod of the VisionModel, and Prometheus's targets in step."""
+
+    def __init__(
+        self,
+        namespace: str,
+        prometheus: Prometheus,
+        workdir: Path,
+        visionmodel: str = "qwen-vl",
+        max_num_seqs: int = 2,
+        port: int | None = None,
+        extra_targets: list[tuple[str, dict[str, str]]] | None = None,
+    ) -> None:
+        """`port` fixes the API port of every simulator (one pod at a time), for a client that
+        must know it in advance; `extra_targets` are scraped besides the pods."""
+        self.namespace = namespace
+        self.selector = f"vlm-operator.io/visionmodel={visionmodel}"
+        self.max_num_seqs = max_num_seqs
+        self.port = port
+        self.extra_targets = extra_targets or []
+        self.prometheus = prometheus
+        self.workdir = workdir
+        self.pods: dict[str, SimulatedPod] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            self.sync()
+
+    def sync(self) -> None:
+        """Start simulators for new pods, stop those of deleted pods, rewrite the targets."""
+        names = {
+            pod["metadata"]["name"]
+            for pod in list_objects("pod", self.namespace, self.selector)
+            if pod["status"].get("phase") == "Running"
+            and "deletionTimestamp" not in pod["metadata"]
+        }
+        with self._lock:
+            for name in names - self.pods.keys():
+                simulated = SimulatedPod(
+                    name,
+                    self.namespace,
+                    self.workdir,
+                    max_num_seqs=self.max_num_seqs,
+                    decode_tokens_per_second=25.0,
+                    port=self.port,
+                )
+                simulated.start()
+                self.pods[name] = simulated
+            for name in self.pods.keys() - names:
+                self.pods.pop(name).stop()
+            targets = [target for pod in self.pods.values() for target in pod.targets()]
+        self.prometheus.set_targets(targets + self.extra_targets)
+
+    def serving(self) -> list[SimulatedPod]:
+        with self._lock:
+            return list(self.pods.values())
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        with self._lock:
+            for pod in self.pods.values():
+                pod.stop()
+            self.pods.clear()

@@ -32,80 +32,11 @@ from harness import (
     wait_for,
     wait_ready,
 )
-from prometheus_harness import TINY_PNG, LoggedProcess, Prometheus, SimulatedPod
+from prometheus_harness import TINY_PNG, LoggedProcess, PodMirror, Prometheus
 
 pytestmark = pytest.mark.e2e
 
 MAX_NUM_SEQS = 2
-SELECTOR = "vlm-operator.io/visionmodel=qwen-vl"
-
-
-class PodMirror:
-    """Keeps one simulator per pod of the VisionModel, and Prometheus's targets in step."""
-
-    def __init__(
-        self,
-        namespace: str,
-        prometheus: Prometheus,
-        workdir: Path,
-        port: int | None = None,
-        extra_targets: list[tuple[str, dict[str, str]]] | None = None,
-    ) -> None:
-        """`port` fixes the API port of every simulator (one pod at a time), for a client that
-        must know it in advance; `extra_targets` are scraped besides the pods."""
-        self.namespace = namespace
-        self.prometheus = prometheus
-        self.workdir = workdir
-        self.port = port
-        self.extra_targets = extra_targets or []
-        self.pods: dict[str, SimulatedPod] = {}
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.5):
-            self.sync()
-
-    def sync(self) -> None:
-        """Start simulators for new pods, stop those of deleted pods, rewrite the targets."""
-        names = {
-            pod["metadata"]["name"]
-            for pod in list_objects("pod", self.namespace, SELECTOR)
-            if pod["status"].get("phase") == "Running"
-            and "deletionTimestamp" not in pod["metadata"]
-        }
-        with self._lock:
-            for name in names - self.pods.keys():
-                simulated = SimulatedPod(
-                    name,
-                    self.namespace,
-                    self.workdir,
-                    max_num_seqs=MAX_NUM_SEQS,
-                    decode_tokens_per_second=25.0,
-                    port=self.port,
-                )
-                simulated.start()
-                self.pods[name] = simulated
-            for name in self.pods.keys() - names:
-                self.pods.pop(name).stop()
-            targets = [target for pod in self.pods.values() for target in pod.targets()]
-        self.prometheus.set_targets(targets + self.extra_targets)
-
-    def serving(self) -> list[SimulatedPod]:
-        with self._lock:
-            return list(self.pods.values())
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-        with self._lock:
-            for pod in self.pods.values():
-                pod.stop()
-            self.pods.clear()
 
 
 def drive_load(mirror: PodMirror, rate: float, seconds: float, stop: threading.Event) -> None:
@@ -129,7 +60,7 @@ def prometheus(tmp_path: Path) -> Iterator[Prometheus]:
 
 @pytest.fixture
 def mirror(namespace: str, prometheus: Prometheus, tmp_path: Path) -> Iterator[PodMirror]:
-    pods = PodMirror(namespace, prometheus, tmp_path)
+    pods = PodMirror(namespace, prometheus, tmp_path, max_num_seqs=MAX_NUM_SEQS)
     pods.start()
     yield pods
     pods.stop()
@@ -274,7 +205,14 @@ def test_a_request_at_zero_wakes_the_model_and_it_returns_to_zero(
     api_port = free_port()
     activator = ActivatorProcess(namespace, f"http://127.0.0.1:{api_port}", tmp_path)
     activator_target = (f"127.0.0.1:{activator.metrics_port}", {"job": "activator"})
-    mirror = PodMirror(namespace, prometheus, tmp_path, api_port, [activator_target])
+    mirror = PodMirror(
+        namespace,
+        prometheus,
+        tmp_path,
+        max_num_seqs=MAX_NUM_SEQS,
+        port=api_port,
+        extra_targets=[activator_target],
+    )
     mirror.start()
     activator.start()
     try:
