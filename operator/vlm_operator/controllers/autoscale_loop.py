@@ -77,6 +77,7 @@ def autoscale(
     with entry.lock:
         body = cluster.get_visionmodel(namespace, name)
         if body is None:
+            _POD_COUNTER_READINGS.pop((namespace, name), None)
             return
         try:
             spec = VisionModelSpec.model_validate(body.get("spec", {}))
