@@ -191,7 +191,7 @@ class _RejectingPrometheus(BaseHTTPRequestHandler):
         return
 
 
-def test_a_rejected_query_is_a_problem_with_prometheus_reason() -> None:
+def test_a_rejected_query_is_a_problem_with_the_error_type_only() -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _RejectingPrometheus)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
@@ -201,7 +201,9 @@ def test_a_rejected_query_is_a_problem_with_prometheus_reason() -> None:
         server.shutdown()
         server.server_close()
     assert f"Prometheus at {url} rejected a query" in sample.problem
-    assert "parse error at char 9" in sample.problem
+    assert "bad_data" in sample.problem
+    # The server's own text never reaches status: the URL may point at any reachable service.
+    assert "parse error at char 9" not in sample.problem
 
 
 def test_prometheus_reads_the_completion_rate_over_a_minute() -> None:
