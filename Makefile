@@ -35,7 +35,7 @@ lint: $(STAMP) ## ruff and mypy (the package, the tests and the benchmarks)
 	MYPYPATH=operator $(BIN)/mypy benchmarks
 
 unit: $(STAMP) ## fast tests: no cluster, no images
-	$(BIN)/pytest -m "not images" tests
+	$(BIN)/pytest -m "not images and not contract" tests
 
 e2e: $(STAMP) ## end-to-end tests against the local control plane (builds it on first use)
 	$(BIN)/pytest e2e

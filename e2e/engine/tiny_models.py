@@ -179,12 +179,24 @@ def save_model(model: torch.nn.Module, out: Path) -> None:
     model.to(torch.bfloat16).save_pretrained(out)
 
 
+def token_ids(tokenizer: Any) -> Callable[[str], int]:
+    """Look up the id of one special token of a freshly trained tokenizer."""
+
+    def lookup(token: str) -> int:
+        found = tokenizer.convert_tokens_to_ids(token)
+        if not isinstance(found, int):
+            raise ValueError(f"{token!r} is not one token of the tokenizer")
+        return found
+
+    return lookup
+
+
 def write_qwen2_5_vl(out: Path) -> None:
     """Qwen2_5_VLForConditionalGeneration: 2-layer text model and 2-block vision tower."""
     tokenizer = train_tokenizer(
         QWEN_SPECIAL_TOKENS, eos_token="<|im_end|>", pad_token="<|endoftext|>"
     )
-    ids = tokenizer.convert_tokens_to_ids
+    ids = token_ids(tokenizer)
     text: dict[str, Any] = {
         "vocab_size": VOCAB_SIZE,
         "hidden_size": 128,
@@ -252,7 +264,7 @@ def write_idefics3(out: Path) -> None:
     tokenizer = train_tokenizer(
         IDEFICS3_SPECIAL_TOKENS, eos_token="<end_of_utterance>", pad_token="<|endoftext|>"
     )
-    ids = tokenizer.convert_tokens_to_ids
+    ids = token_ids(tokenizer)
     text: dict[str, Any] = {
         "model_type": "llama",
         "vocab_size": VOCAB_SIZE,
