@@ -13,6 +13,8 @@ from vlm_operator.autoscale.signals import (
     GPU_ACTIVITY_FIELDS,
     GPU_UTILIZATION,
     KV_CACHE_USAGE,
+    RATE_WINDOW,
+    REQUEST_SUCCESS,
     RUNNING,
     STALE_AFTER_SECONDS,
     WAITING,
@@ -77,7 +79,7 @@ class PrometheusSource:
             return None, None
         selector = fleet.activator_selector()
         held = self._query(f"sum({ACTIVATOR_HELD}{{{selector}}})", now)
-        rate = self._query(f"sum(rate({ACTIVATOR_REQUESTS}{{{selector}}}[1m]))", now)
+        rate = self._query(f"sum(rate({ACTIVATOR_REQUESTS}{{{selector}}}[{RATE_WINDOW}]))", now)
         return held, rate
 
     def read(self, fleet: Fleet, now: float) -> MetricsSample:
@@ -109,6 +111,9 @@ class PrometheusSource:
                 gpu_activity_field=field,
                 held_requests=held,
                 activator_requests_per_second=activator_rate,
+                completed_per_second=self._query(
+                    f"sum(rate({REQUEST_SUCCESS}{{{selector}}}[{RATE_WINDOW}]))", now
+                ),
             )
         except urllib.error.HTTPError as error:
             return no_metrics(f"Prometheus at {self.url} is unavailable: HTTP {error.code}")
