@@ -1,6 +1,9 @@
 """Fixtures for end-to-end tests: one real control plane per session, a namespace per test, the
 operator as a subprocess, and a report of the namespace when a test fails.
 
+The chart is installed (upgraded) into that control plane with the pinned helm at the start of a
+session: it brings the CRD and the ServiceAccount whose token every test operator runs with.
+
 The control plane is reused when one is already running in the state directory (`make cluster`,
 VLM_CLUSTER_DIR, default .cluster/); otherwise the session starts it with e2e/cluster/up.sh and
 stops it at the end. VLM_KEEP_CLUSTER=1 keeps a cluster the session started.
@@ -19,8 +22,13 @@ from pathlib import Path
 
 import pytest
 
+from chart_harness import (
+    RELEASE_NAMESPACE,
+    SERVICE_ACCOUNT,
+    install_release,
+    service_account_kubeconfig,
+)
 from harness import (
-    CRD_DIR,
     KUBECTL,
     REPO_ROOT,
     OperatorProcess,
@@ -95,17 +103,6 @@ def _start_cluster(config: pytest.Config) -> Path:
     return Path(last.removeprefix("export KUBECONFIG="))
 
 
-def _install_crds() -> None:
-    """Apply crds/*.yaml and wait until the API server serves them."""
-    files = sorted(CRD_DIR.glob("*.yaml"))
-    if not files:
-        return
-    args = [arg for path in files for arg in ("-f", str(path))]
-    applied = kubectl("apply", "--server-side", "--force-conflicts", *args, "-o", "name")
-    names = applied.stdout.split()
-    kubectl("wait", "--for=condition=Established", *names, "--timeout=60s")
-
-
 def _stop_demo_operator(config: pytest.Config) -> None:
     """`make demo` leaves an operator watching every namespace: it would race the operators the
     tests start, so it is stopped first (and the terminal says so)."""
@@ -139,7 +136,8 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[Path]:
     previous = os.environ.get("KUBECONFIG")
     os.environ["KUBECONFIG"] = str(kubeconfig)
     try:
-        _install_crds()
+        # The chart brings the CRD, and the ServiceAccount every test operator runs as.
+        install_release()
         yield kubeconfig
     finally:
         if started_here and os.environ.get("VLM_KEEP_CLUSTER") != "1":
@@ -178,12 +176,25 @@ def _delete_namespace(name: str) -> None:
 
 
 @pytest.fixture
-def operator(namespace: str, request: pytest.FixtureRequest) -> Iterator[OperatorProcess]:
-    """The operator as a real subprocess watching the test's namespace. Its log is kept under
-    .cluster/artifacts/ when the test fails."""
+def operator_kubeconfig(cluster: Path, tmp_path: Path) -> Path:
+    """A kubeconfig whose only credential is a fresh token of the chart's ServiceAccount."""
+    return service_account_kubeconfig(
+        RELEASE_NAMESPACE, SERVICE_ACCOUNT, tmp_path / "operator.kubeconfig"
+    )
+
+
+@pytest.fixture
+def operator(
+    namespace: str, operator_kubeconfig: Path, request: pytest.FixtureRequest
+) -> Iterator[OperatorProcess]:
+    """The operator as a real subprocess watching the test's namespace, with the chart's
+    ServiceAccount identity and nothing more. Its log is kept under .cluster/artifacts/ when the
+    test fails."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     log_path = ARTIFACTS / f"operator-{namespace}.log"
-    process = OperatorProcess(namespace, log_path, operator_environment())
+    process = OperatorProcess(
+        namespace, log_path, operator_environment(), kubeconfig=operator_kubeconfig
+    )
     request.node.stash[OPERATOR_KEY] = process
     try:
         process.start()

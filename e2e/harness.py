@@ -194,13 +194,26 @@ def wait_condition(
 
 
 class OperatorProcess:
-    """`vlm-operator run` as a real subprocess, watching one namespace."""
+    """`vlm-operator run` as a real subprocess, watching one namespace.
 
-    def __init__(self, namespace: str, log_path: Path, env: dict[str, str]) -> None:
+    With a kubeconfig, the operator talks to the API server with that file's credentials only
+    (the chart's ServiceAccount, in the tests); with a peering name it runs with kopf peering
+    instead of --standalone."""
+
+    def __init__(
+        self,
+        namespace: str,
+        log_path: Path,
+        env: dict[str, str],
+        *,
+        kubeconfig: Path | None = None,
+        peering: str | None = None,
+    ) -> None:
         self.namespace = namespace
         self.log_path = log_path
         self.metrics_port = free_port()
-        self.env = env
+        self.env = env if kubeconfig is None else {**env, "KUBECONFIG": str(kubeconfig)}
+        self.peering = peering
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -215,7 +228,7 @@ class OperatorProcess:
             "-m",
             "vlm_operator",
             "run",
-            "--standalone",
+            *(["--standalone"] if self.peering is None else ["--peering", self.peering]),
             "--namespace",
             self.namespace,
             "--metrics-address",

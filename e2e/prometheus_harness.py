@@ -30,7 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from harness import REPO_ROOT, free_port, wait_for
+from harness import REPO_ROOT, free_port, list_objects, wait_for
 
 INSTALL_SCRIPT = REPO_ROOT / "e2e" / "prometheus" / "install.sh"
 SIMULATOR_PATH = REPO_ROOT / "images" / "vllm-sim"
@@ -92,9 +92,12 @@ class LoggedProcess:
 class Prometheus(LoggedProcess):
     """A Prometheus server on 127.0.0.1 that scrapes file_sd targets every second."""
 
-    def __init__(self, workdir: Path, binary: Path | None = None) -> None:
+    def __init__(
+        self, workdir: Path, binary: Path | None = None, honor_labels: bool = True
+    ) -> None:
         self.workdir = workdir
         self.binary = binary
+        self.honor_labels = honor_labels
         self.port = free_port()
         self.targets_path = workdir / "targets.json"
         self.log_path = workdir / "prometheus.log"
@@ -110,7 +113,9 @@ class Prometheus(LoggedProcess):
 
         `honor_labels` keeps the `pod` and `namespace` labels a DCGM exporter puts on its series
         (the alternative, `exported_pod`, is what dcgm-exporter's chart leaves by default);
-        vLLM's series carry neither, so they take the target's labels."""
+        vLLM's series carry neither, so they take the target's labels. With
+        `honor_labels=False` the exporter's labels collide with its target's and Prometheus
+        renames them `exported_pod`/`exported_namespace`, as a default scrape does."""
         return {
             "global": {
                 "scrape_interval": "1s",
@@ -120,7 +125,7 @@ class Prometheus(LoggedProcess):
             "scrape_configs": [
                 {
                     "job_name": "simulated-pods",
-                    "honor_labels": True,
+                    "honor_labels": self.honor_labels,
                     "file_sd_configs": [
                         {"files": [str(self.targets_path)], "refresh_interval": "1s"}
                     ],
@@ -312,11 +317,13 @@ class SimulatedPod(LoggedProcess):
         host_seconds_per_image: float = 0.02,
         startup_seconds: float = 0.0,
         dcgm_interval_seconds: float = 1.0,
+        dcgm_profiling: bool = True,
+        port: int | None = None,
     ) -> None:
         self.pod = pod
         self.namespace = namespace
         self.model_name = model_name
-        self.port = free_port()
+        self.port = free_port() if port is None else port
         self.dcgm_port = free_port()
         self.log_path = workdir / f"vllm-sim-{namespace}-{pod}.log"
         self.arguments = [
@@ -348,6 +355,7 @@ class SimulatedPod(LoggedProcess):
             pod,
             "--namespace",
             namespace,
+            *([] if dcgm_profiling else ["--no-dcgm-profiling"]),
         ]
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -371,9 +379,14 @@ class SimulatedPod(LoggedProcess):
         """The target labels Prometheus would get from the real pod."""
         return {"namespace": self.namespace, "pod": self.pod}
 
-    def targets(self) -> list[tuple[str, dict[str, str]]]:
-        """Both scrape targets, labelled with the pod, for `Prometheus.set_targets`."""
-        return [(self.metrics_target, self.labels), (self.dcgm_target, self.labels)]
+    def targets(
+        self, exporter_labels: Mapping[str, str] | None = None
+    ) -> list[tuple[str, dict[str, str]]]:
+        """Both scrape targets for `Prometheus.set_targets`: vLLM's labelled with the pod, the
+        DCGM exporter's with the pod too, or with `exporter_labels` (the exporter DaemonSet
+        pod's own, as a real scrape labels it)."""
+        dcgm_labels = self.labels if exporter_labels is None else dict(exporter_labels)
+        return [(self.metrics_target, self.labels), (self.dcgm_target, dcgm_labels)]
 
     def start(self, timeout: float = 30.0) -> None:
         """Start the process and wait until both ports accept connections (it may still load)."""
@@ -479,3 +492,75 @@ class SimulatedPod(LoggedProcess):
         """vLLM's /metrics as text."""
         with urllib.request.urlopen(f"{self.base_url}/metrics", timeout=5) as response:
             return str(response.read().decode())
+
+
+class PodMirror:
+    """Keeps one simulator per pod of the VisionModel, and Prometheus's targets in step."""
+
+    def __init__(
+        self,
+        namespace: str,
+        prometheus: Prometheus,
+        workdir: Path,
+        visionmodel: str = "qwen-vl",
+        max_num_seqs: int = 2,
+        port: int | None = None,
+        extra_targets: list[tuple[str, dict[str, str]]] | None = None,
+    ) -> None:
+        """`port` fixes the API port of every simulator (one pod at a time), for a client that
+        must know it in advance; `extra_targets` are scraped besides the pods."""
+        self.namespace = namespace
+        self.selector = f"vlm-operator.io/visionmodel={visionmodel}"
+        self.max_num_seqs = max_num_seqs
+        self.port = port
+        self.extra_targets = extra_targets or []
+        self.prometheus = prometheus
+        self.workdir = workdir
+        self.pods: dict[str, SimulatedPod] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            self.sync()
+
+    def sync(self) -> None:
+        """Start simulators for new pods, stop those of deleted pods, rewrite the targets."""
+        names = {
+            pod["metadata"]["name"]
+            for pod in list_objects("pod", self.namespace, self.selector)
+            if pod["status"].get("phase") == "Running"
+            and "deletionTimestamp" not in pod["metadata"]
+        }
+        with self._lock:
+            for name in names - self.pods.keys():
+                simulated = SimulatedPod(
+                    name,
+                    self.namespace,
+                    self.workdir,
+                    max_num_seqs=self.max_num_seqs,
+                    decode_tokens_per_second=25.0,
+                    port=self.port,
+                )
+                simulated.start()
+                self.pods[name] = simulated
+            for name in self.pods.keys() - names:
+                self.pods.pop(name).stop()
+            targets = [target for pod in self.pods.values() for target in pod.targets()]
+        self.prometheus.set_targets(targets + self.extra_targets)
+
+    def serving(self) -> list[SimulatedPod]:
+        with self._lock:
+            return list(self.pods.values())
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        with self._lock:
+            for pod in self.pods.values():
+                pod.stop()
+            self.pods.clear()

@@ -7,8 +7,13 @@ operator reads Prometheus, scales the VisionModel, and the Deployment follows.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,76 +22,21 @@ from typing import Any
 import pytest
 
 from harness import (
+    REPO_ROOT,
     OperatorProcess,
     apply_manifest,
+    free_port,
     get_object,
     list_objects,
     visionmodel,
     wait_for,
     wait_ready,
 )
-from prometheus_harness import Prometheus, SimulatedPod
+from prometheus_harness import TINY_PNG, LoggedProcess, PodMirror, Prometheus
 
 pytestmark = pytest.mark.e2e
 
 MAX_NUM_SEQS = 2
-SELECTOR = "vlm-operator.io/visionmodel=qwen-vl"
-
-
-class PodMirror:
-    """Keeps one simulator per pod of the VisionModel, and Prometheus's targets in step."""
-
-    def __init__(self, namespace: str, prometheus: Prometheus, workdir: Path) -> None:
-        self.namespace = namespace
-        self.prometheus = prometheus
-        self.workdir = workdir
-        self.pods: dict[str, SimulatedPod] = {}
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.5):
-            self.sync()
-
-    def sync(self) -> None:
-        """Start simulators for new pods, stop those of deleted pods, rewrite the targets."""
-        names = {
-            pod["metadata"]["name"]
-            for pod in list_objects("pod", self.namespace, SELECTOR)
-            if pod["status"].get("phase") == "Running"
-            and "deletionTimestamp" not in pod["metadata"]
-        }
-        with self._lock:
-            for name in names - self.pods.keys():
-                simulated = SimulatedPod(
-                    name,
-                    self.namespace,
-                    self.workdir,
-                    max_num_seqs=MAX_NUM_SEQS,
-                    decode_tokens_per_second=25.0,
-                )
-                simulated.start()
-                self.pods[name] = simulated
-            for name in self.pods.keys() - names:
-                self.pods.pop(name).stop()
-            targets = [target for pod in self.pods.values() for target in pod.targets()]
-        self.prometheus.set_targets(targets)
-
-    def serving(self) -> list[SimulatedPod]:
-        with self._lock:
-            return list(self.pods.values())
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-        with self._lock:
-            for pod in self.pods.values():
-                pod.stop()
-            self.pods.clear()
 
 
 def drive_load(mirror: PodMirror, rate: float, seconds: float, stop: threading.Event) -> None:
@@ -110,7 +60,7 @@ def prometheus(tmp_path: Path) -> Iterator[Prometheus]:
 
 @pytest.fixture
 def mirror(namespace: str, prometheus: Prometheus, tmp_path: Path) -> Iterator[PodMirror]:
-    pods = PodMirror(namespace, prometheus, tmp_path)
+    pods = PodMirror(namespace, prometheus, tmp_path, max_num_seqs=MAX_NUM_SEQS)
     pods.start()
     yield pods
     pods.stop()
@@ -194,3 +144,122 @@ def test_load_scales_up_and_back_down_and_missing_metrics_hold(
     assert "unavailable" in status["autoscaling"]["reason"]
     assert replicas_of(namespace) == 1
     assert "ScalingHeld" in event_reasons(namespace)
+
+
+class ActivatorProcess(LoggedProcess):
+    """`python -m activator` on 127.0.0.1 in front of one VisionModel, using the test cluster."""
+
+    def __init__(self, namespace: str, upstream: str, workdir: Path) -> None:
+        self.port = free_port()
+        self.metrics_port = free_port()
+        self.log_path = workdir / "activator.log"
+        self.command = [
+            sys.executable, "-m", "activator", "--visionmodel", f"{namespace}/qwen-vl",
+            "--upstream", upstream, "--host", "127.0.0.1", "--port", str(self.port),
+            "--metrics-port", str(self.metrics_port), "--kubeconfig", os.environ["KUBECONFIG"],
+            "--wake-timeout-seconds", "90", "--poll-seconds", "0.5",
+        ]  # fmt: skip
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        path = os.pathsep.join(
+            filter(None, [str(REPO_ROOT / "images" / "activator"), os.environ.get("PYTHONPATH")])
+        )
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(
+                self.command, stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONPATH": path},
+            )  # fmt: skip
+        wait_for(lambda: "listening" in self.logs(), 30, "the activator to listen")
+
+    def chat(self, timeout: float) -> tuple[int, dict[str, Any], float]:
+        """One chat completion through the activator: status, body and seconds it took."""
+        body = {
+            "model": "Qwen/Qwen2.5-VL-7B-Instruct",
+            "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "Describe the image."},
+                {"type": "image_url", "image_url": {"url": TINY_PNG}},
+            ]}],
+            "max_tokens": 8,
+        }  # fmt: skip
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/v1/chat/completions",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        started = time.monotonic()
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.load(response), time.monotonic() - started
+
+
+def autoscaling_reason(namespace: str) -> str:
+    body = get_object("visionmodel", "qwen-vl", namespace) or {}
+    return str(body.get("status", {}).get("autoscaling", {}).get("reason", ""))
+
+
+def test_a_request_at_zero_wakes_the_model_and_it_returns_to_zero(
+    namespace: str, operator: OperatorProcess, prometheus: Prometheus, tmp_path: Path
+) -> None:
+    """The activator holds a request at 0 replicas, raises the VisionModel to 1, forwards the
+    request once the mirrored pod serves, and the autoscaler later takes the model back to 0."""
+    api_port = free_port()
+    activator = ActivatorProcess(namespace, f"http://127.0.0.1:{api_port}", tmp_path)
+    activator_target = (f"127.0.0.1:{activator.metrics_port}", {"job": "activator"})
+    mirror = PodMirror(
+        namespace,
+        prometheus,
+        tmp_path,
+        max_num_seqs=MAX_NUM_SEQS,
+        port=api_port,
+        extra_targets=[activator_target],
+    )
+    mirror.start()
+    activator.start()
+    try:
+        apply_manifest(
+            visionmodel(
+                namespace,
+                replicas=0,
+                engine={"maxNumSeqs": MAX_NUM_SEQS},
+                scaling={
+                    "minReplicas": 0,
+                    "maxReplicas": 2,
+                    "warmReplicas": 0,
+                    "wakeOnRequest": True,
+                    "scaleDownDelaySeconds": 20,
+                    "scaleToZeroAfterSeconds": 60,
+                    "metricsSource": {"prometheus": {"url": prometheus.url}},
+                },
+            )
+        )
+        wait_for(
+            lambda: "the activator raises it to 1" in autoscaling_reason(namespace),
+            60,
+            "the autoscaler to hold at zero, leaving the wake to the activator",
+        )
+        assert replicas_of(namespace) == 0
+
+        status, answer, seconds = activator.chat(timeout=120)
+        assert status == 200
+        assert answer["object"] == "chat.completion"
+        assert answer["usage"]["completion_tokens"] == 8
+        assert replicas_of(namespace) == 1
+        assert "ScaledUp" not in event_reasons(namespace), (
+            "the activator, not the autoscaler, woke it"
+        )
+        wakeups = prometheus.wait_for_series(
+            'vlm_activator_wakeups_total{visionmodel="qwen-vl"}', 30
+        )
+        assert wakeups[0][1] == 1
+
+        wait_for(lambda: replicas_of(namespace) == 0, 240, "the model to go back to zero")
+        assert "ScaledDown" in event_reasons(namespace)
+        wait_for(
+            lambda: autoscaling_reason(namespace).startswith("holding at 0"),
+            60,
+            "the autoscaler to hold at zero again",
+        )
+        print(f"woken and answered in {seconds:.1f}s")
+    finally:
+        activator.stop()
+        mirror.stop()

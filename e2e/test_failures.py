@@ -28,7 +28,7 @@ pytestmark = pytest.mark.e2e
 BOGUS_AFFINITY = {
     "nodeAffinity": {
         "requiredDuringSchedulingIgnoredDuringExecution": {
-            "nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "Bogus"}]}]
+            "nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "In"}]}]
         }
     }
 }

@@ -108,6 +108,14 @@ def test_source_reads_queue_and_gpu_utilization_and_the_policy_holds_without_dat
             result = load.wait(60)
             assert (result.succeeded, result.failed, result.dropped) == (10, 0, 0), result
 
+        # Finished requests show in rate(vllm:request_success_total[1m]), which the arrival
+        # rate is built on; before any finished, the counter had no series to rate.
+        assert idle.completed_per_second is None
+        served = wait_for_sample(
+            source, "a completion rate", lambda s: (s.completed_per_second or 0) > 0
+        )
+        assert served.problem == ""
+
         # The pods go away: Prometheus marks their series stale, and the policy holds.
         for pod in simulated_fleet:
             pod.stop()
@@ -123,3 +131,60 @@ def test_source_reads_queue_and_gpu_utilization_and_the_policy_holds_without_dat
     held = decide(unreachable, all_ready(5), SCALING, History(), time.time())
     assert held.desired_replicas == 5
     assert held.reason.startswith("holding at 5"), held.reason
+
+
+EXPORTER_POD = {"namespace": "gpu-operator", "pod": "nvidia-dcgm-exporter-x7k2q"}
+
+
+@pytest.mark.parametrize("honor_labels", [True, False], ids=["honor-labels", "exported-labels"])
+def test_sm_activity_tracks_the_batch_and_sizes_against_the_target(
+    tmp_path: Path, honor_labels: bool
+) -> None:
+    """Half a batch of decoding reads about 50% SM activity (GPU_UTIL reads busy), whether the
+    DCGM series keep `pod`/`namespace` (honorLabels) or arrive as `exported_pod`/
+    `exported_namespace`; against a 40% target the SM term wins the decision."""
+    pod = SimulatedPod(PODS[0], FLEET.namespace, tmp_path, max_num_seqs=8)
+    no_profiling = SimulatedPod(PODS[1], FLEET.namespace, tmp_path, dcgm_profiling=False)
+    with Prometheus(tmp_path / "prometheus", honor_labels=honor_labels) as prometheus:
+        pod.start()
+        try:
+            exporter = None if honor_labels else EXPORTER_POD
+            prometheus.set_targets(pod.targets(exporter))
+            exported = "pod" if honor_labels else "exported_pod"
+            prometheus.wait_for_series(f'DCGM_FI_PROF_SM_ACTIVE{{{exported}="{pod.pod}"}}', 30)
+            source = PrometheusSource(prometheus.url)
+            # 4 of 8 sequences decoding for 15 s (300 tokens at 20/s).
+            load = pod.start_load(rate_per_second=100, duration_seconds=0.04, max_tokens=300)
+            busy = wait_for_sample(
+                source,
+                "half a batch of SM activity",
+                lambda s: s.running == 4 and 40 <= (s.gpu_activity_percent_sum or 0) <= 60,
+            )
+            assert busy.gpu_activity_field == "DCGM_FI_PROF_SM_ACTIVE"
+            assert (busy.gpu_utilization_percent or 0) >= 85
+            target_40 = ScalingSpec(
+                min_replicas=1, max_replicas=4, warm_replicas=0, gpu_utilization_target_percent=40
+            )
+            batch_of_8 = FleetState(1, 1, 1, max_num_seqs=8)
+            decision = decide(busy, batch_of_8, target_40, History(), time.time())
+            assert decision.desired_replicas == 2, decision.reason
+            assert "DCGM_FI_PROF_SM_ACTIVE" in decision.reason
+            assert decision.gpu_signal.startswith("DCGM_FI_PROF_SM_ACTIVE")
+            assert load.wait(60).succeeded == 4
+        finally:
+            pod.stop()
+
+        # An exporter without profiling fields: the fallback is GPU_UTIL, and status says so.
+        no_profiling.start()
+        try:
+            prometheus.set_targets(no_profiling.targets(None if honor_labels else EXPORTER_POD))
+            fallback = wait_for_sample(
+                source,
+                "the pod without profiling fields",
+                lambda s: s.problem == "" and s.gpu_utilization_percent is not None,
+            )
+            assert fallback.gpu_activity_field == ""
+            decision = decide(fallback, all_ready(1), SCALING, History(), time.time())
+            assert decision.gpu_signal.startswith("DCGM_FI_DEV_GPU_UTIL only")
+        finally:
+            no_profiling.stop()

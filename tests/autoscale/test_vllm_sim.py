@@ -46,7 +46,9 @@ def servers() -> Iterator[Servers]:
     """Start simulators with their API and DCGM servers on loopback; stop them afterwards."""
     started: list[tuple[Simulator, list[SimulatorServer]]] = []
 
-    def start(startup_seconds: float = 0.0, **engine: Any) -> tuple[Simulator, str, str]:
+    def start(
+        startup_seconds: float = 0.0, dcgm_profiling: bool = True, **engine: Any
+    ) -> tuple[Simulator, str, str]:
         config = EngineConfig(**{"tokens_per_image": 100, **engine})
         simulator = Simulator(
             config,
@@ -55,6 +57,7 @@ def servers() -> Iterator[Servers]:
             startup_seconds=startup_seconds,
             max_images_per_request=4,
             dcgm_interval_seconds=0.2,
+            dcgm_profiling=dcgm_profiling,
         )
         api = SimulatorServer(("127.0.0.1", 0), ApiHandler, simulator)
         dcgm = SimulatorServer(("127.0.0.1", 0), DcgmHandler, simulator)
@@ -231,11 +234,20 @@ def test_metric_names_types_and_labels_are_vllms(servers: Servers) -> None:
     for name, kind in expected.items():
         assert families[name].type == kind, name
         assert all(s.labels["model_name"] == MODEL for s in families[name].samples), name
-    (utilization,) = text_string_to_metric_families(get(f"{dcgm}/metrics")[1].decode())
-    assert utilization.name == "DCGM_FI_DEV_GPU_UTIL"
-    assert utilization.type == "gauge"
-    labels = utilization.samples[0].labels
-    assert (labels["pod"], labels["namespace"]) == ("qwen-vl-5d9f7-abcde", "team-a")
+    utilization, sm_active = text_string_to_metric_families(get(f"{dcgm}/metrics")[1].decode())
+    assert (utilization.name, sm_active.name) == ("DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_PROF_SM_ACTIVE")
+    assert utilization.type == sm_active.type == "gauge"
+    for family in (utilization, sm_active):
+        labels = family.samples[0].labels
+        assert (labels["pod"], labels["namespace"]) == ("qwen-vl-5d9f7-abcde", "team-a")
+    # A ratio, as dcgm-exporter publishes profiling fields; nothing has run for a full interval.
+    assert 0.0 <= sm_active.samples[0].value <= 1.0
+
+
+def test_without_profiling_the_exporter_publishes_gpu_util_only(servers: Servers) -> None:
+    _, _, dcgm = servers(dcgm_profiling=False)
+    families = text_string_to_metric_families(get(f"{dcgm}/metrics")[1].decode())
+    assert [family.name for family in families] == ["DCGM_FI_DEV_GPU_UTIL"]
 
 
 def test_pod_scrape_source_reads_the_simulator(servers: Servers) -> None:
@@ -266,6 +278,47 @@ def test_one_sequence_keeps_the_gpu_as_busy_as_a_full_batch() -> None:
         engine.stop()
     assert request.done.is_set()
     assert share > 0.9
+
+
+def work_and_busy_shares(config: EngineConfig, sequences: int) -> tuple[float, float]:
+    """SM-activity and busy shares of wall time while `sequences` equal requests decode."""
+    engine = Engine(config)
+    engine.start()
+    try:
+        requests = [engine.submit(prompt=1, images=0, max_tokens=80) for _ in range(sequences)]
+        start_work, start_busy = engine.gpu_work_seconds(), engine.gpu_busy_seconds()
+        start = time.monotonic()
+        for request in requests:
+            request.done.wait(TIMEOUT)
+        elapsed = time.monotonic() - start
+        work = (engine.gpu_work_seconds() - start_work) / elapsed
+        busy = (engine.gpu_busy_seconds() - start_busy) / elapsed
+    finally:
+        engine.stop()
+    return work, busy
+
+
+def test_sm_activity_grows_with_the_work_while_utilization_reads_busy() -> None:
+    """One sequence of a 16-wide batch does 1/16 of a full batch's work per step (the step time
+    does not grow with the batch at factor 1), yet the GPU is busy all the time."""
+    config = EngineConfig(max_num_seqs=16, decode_tokens_per_second=400)
+    one_work, one_busy = work_and_busy_shares(config, 1)
+    full_work, full_busy = work_and_busy_shares(config, 16)
+    # Busy shares are of wall time, which a loaded machine stretches; the work-to-busy ratios
+    # come from the engine's own step accounting and do not depend on it.
+    assert one_busy > 0.5
+    assert full_busy > 0.5
+    assert one_work / one_busy == pytest.approx(1 / 16, abs=0.02)
+    assert full_work / full_busy == pytest.approx(1, abs=0.05)
+
+
+def test_a_slower_full_batch_step_counts_its_tokens_not_its_time() -> None:
+    """Factor 2: a step over 8 of 16 sequences takes (1 + 7/15)/rate and produces 8 tokens,
+    against 16 tokens in 2/rate for a full batch: an SM share of 8/16 x 2 / (1 + 7/15)."""
+    config = EngineConfig(max_num_seqs=16, decode_tokens_per_second=400, full_batch_step_factor=2)
+    assert config.decode_step_seconds(8) == pytest.approx((1 + 7 / 15) / 400)
+    work, busy = work_and_busy_shares(config, 8)
+    assert work / busy == pytest.approx(0.5 * 2 / (1 + 7 / 15), abs=0.04)
 
 
 def test_host_bound_engine_queues_while_the_gpu_idles() -> None:

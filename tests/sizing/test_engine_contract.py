@@ -71,3 +71,30 @@ def test_vllm_parses_the_rendered_arguments(
     )
     assert multimodal.get_limit_per_prompt("image") == workload.get("maxImagesPerRequest", 1)
     assert multimodal.get_limit_per_prompt("video") == workload.get("maxVideosPerRequest", 0)
+
+
+TRUST_REMOTE_CODE_SPELLINGS = [
+    "--trust-remote-code",
+    "--trust_remote_code",
+    "--trust-remote",
+    "--trust-rem",
+    "--no-trust-remote-code",
+    "--trust-request-chat-template",
+    "--trust-request-mm-kwargs",
+]
+
+
+@pytest.mark.contract
+@pytest.mark.parametrize("arg", TRUST_REMOTE_CODE_SPELLINGS)
+def test_trust_remote_code_is_found_exactly_when_vllm_turns_it_on(
+    arg: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VLLM_TARGET_DEVICE", "cpu")
+    pytest.importorskip("vllm")
+    from vllm.entrypoints.launchers.cli_args import make_arg_parser
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    from vlm_operator.sizing.engine_args import requests_trust_remote_code
+
+    parsed = make_arg_parser(FlexibleArgumentParser()).parse_args(["some/model", arg])
+    assert requests_trust_remote_code([arg]) is parsed.trust_remote_code

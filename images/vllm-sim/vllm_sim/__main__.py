@@ -47,6 +47,12 @@ def parser() -> argparse.ArgumentParser:
         help="per running sequence",
     )
     sim.add_argument("--tokens-per-image", type=int, default=int(_env("TOKENS_PER_IMAGE", "1024")))
+    sim.add_argument(
+        "--full-batch-step-factor",
+        type=float,
+        default=float(_env("FULL_BATCH_STEP_FACTOR", "1")),
+        help="decode step time of a full batch over that of one sequence",
+    )
     sim.add_argument("--kv-cache-tokens", type=int, default=int(_env("KV_CACHE_TOKENS", "200000")))
     sim.add_argument(
         "--host-seconds-per-image",
@@ -78,6 +84,13 @@ def parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--dcgm-noise-percent", type=float, default=float(_env("DCGM_NOISE_PERCENT", "4"))
     )
+    sim.add_argument(
+        "--no-dcgm-profiling",
+        dest="dcgm_profiling",
+        action="store_false",
+        default=_env("DCGM_PROFILING", "true") == "true",
+        help="publish only DCGM_FI_DEV_GPU_UTIL, as an exporter without profiling fields does",
+    )
     sim.add_argument("--gpus", type=int, default=int(_env("GPUS", "1")))
     sim.add_argument("--pod", default=os.environ.get("POD_NAME", "vllm-sim-0"))
     sim.add_argument("--namespace", default=os.environ.get("POD_NAMESPACE", "default"))
@@ -100,6 +113,7 @@ def build(args: argparse.Namespace) -> Simulator:
         kv_cache_tokens=args.kv_cache_tokens,
         host_seconds_per_image=args.host_seconds_per_image,
         max_model_len=args.max_model_len,
+        full_batch_step_factor=args.full_batch_step_factor,
     )
     return Simulator(
         config,
@@ -112,6 +126,7 @@ def build(args: argparse.Namespace) -> Simulator:
         dcgm_interval_seconds=args.dcgm_interval_seconds,
         dcgm_noise_percent=args.dcgm_noise_percent,
         seed=args.seed,
+        dcgm_profiling=args.dcgm_profiling,
     )
 
 

@@ -1,4 +1,5 @@
-"""A stand-in for NVIDIA's dcgm-exporter: DCGM_FI_DEV_GPU_UTIL for the simulated engine's GPUs.
+"""A stand-in for NVIDIA's dcgm-exporter: DCGM_FI_DEV_GPU_UTIL and DCGM_FI_PROF_SM_ACTIVE for the
+simulated engine's GPUs.
 
 DCGM_FI_DEV_GPU_UTIL is the share of a sample period in which at least one kernel ran. That makes
 it a misleading signal for LLM serving, and this exporter reproduces why:
@@ -10,6 +11,11 @@ it a misleading signal for LLM serving, and this exporter reproduces why:
 - the exporter publishes the average of its last collection interval (30 s by default in
   dcgm-exporter), so the value lags: an engine that just went idle still reads busy;
 - the value is an integer percentage with measurement noise.
+
+DCGM_FI_PROF_SM_ACTIVE, a profiling field, is the ratio (0-1) of SM cycles with work over the
+interval. The simulator derives it from the engine's work time: prefill counts in full, a decode
+step in proportion to the tokens it produced against a full batch's rate. The same sampler,
+interval and noise apply; it is published as a ratio, as dcgm-exporter does.
 """
 
 from __future__ import annotations

@@ -6,14 +6,18 @@ in that step. A step costs, in wall time:
 - host time: the images of newly admitted requests are decoded and resized on the CPU, on the
   engine's critical path, while the GPU waits;
 - GPU time: the prefill of the admitted prompts at `prefill_tokens_per_second`, plus one decode
-  step of 1/`decode_tokens_per_second` (decode is memory-bound: the step time barely depends on
-  the batch, so a replica's throughput grows with its batch up to `max_num_seqs`).
+  step of 1/`decode_tokens_per_second` for a batch of one, growing linearly to
+  `full_batch_step_factor` times that for a full batch (decode is memory-bound: the step time
+  grows slowly with the batch, so a replica's throughput grows sublinearly up to `max_num_seqs`).
 
 A request is admitted, in arrival order, while fewer than `max_num_seqs` run and its prompt plus
 its whole output fit in the KV cache left by the running requests; otherwise it waits, as in
 vLLM's scheduler (which admits on the prompt and preempts later; reserving the output up front
 keeps the simulator free of preemption). GPU busy time is what a DCGM
-exporter reports as utilization: the share of wall time in which a kernel ran.
+exporter reports as utilization: the share of wall time in which a kernel ran. GPU work time is
+what DCGM's SM-activity field tracks: prefill keeps every SM busy, and a decode step counts in
+proportion to the tokens it produced against a full batch's rate, so a replica decoding one
+sequence of sixteen reads far below one decoding a full batch.
 """
 
 from __future__ import annotations
@@ -43,6 +47,19 @@ class EngineConfig:
     host_seconds_per_image: float = 0.02
     """CPU time to decode and resize one image before its prefill; the GPU idles meanwhile."""
     max_model_len: int = 32_768
+    full_batch_step_factor: float = 1.0
+    """Decode step time of a full batch over that of one sequence (1: the step never slows)."""
+
+    def decode_step_seconds(self, batch: int) -> float:
+        """Wall time of one decode step over `batch` sequences."""
+        growth = (batch - 1) / max(1, self.max_num_seqs - 1)
+        return (1 + (self.full_batch_step_factor - 1) * growth) / self.decode_tokens_per_second
+
+    def decode_work_seconds(self, batch: int) -> float:
+        """The share of a decode step's time the SMs are fully used: the tokens it produced
+        against a full batch's token rate, times the step time."""
+        full = self.decode_step_seconds(self.max_num_seqs)
+        return batch * full / self.max_num_seqs
 
 
 class RequestRejectedError(ValueError):
@@ -95,6 +112,7 @@ class Engine:
         self._ids = itertools.count(1)
         self._busy_seconds = 0.0
         self._busy_since: float | None = None
+        self._work_seconds = 0.0
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="engine", daemon=True)
 
@@ -160,6 +178,11 @@ class Engine:
                 busy += self._clock() - self._busy_since
         return busy
 
+    def gpu_work_seconds(self) -> float:
+        """Total GPU time weighted by the share of its SMs the work used (completed steps)."""
+        with self._condition:
+            return self._work_seconds
+
     def _reserved(self) -> int:
         return sum(request.prompt_tokens + request.max_tokens for request in self._running)
 
@@ -194,16 +217,17 @@ class Engine:
                 if self._stopping:
                     return
                 admitted = self._admit(self._clock())
-                has_batch = bool(self._running)
+                batch = len(self._running)
             host = self.config.host_seconds_per_image * sum(r.images for r in admitted)
             prefill = sum(r.prompt_tokens for r in admitted) / self.config.prefill_tokens_per_second
-            decode = 1.0 / self.config.decode_tokens_per_second if has_batch else 0.0
+            decode = self.config.decode_step_seconds(batch) if batch else 0.0
             if host and not self._pause(host):
                 return
             with self._condition:
                 self._busy_since = self._clock()
             proceed = self._pause(prefill + decode)
-            finished = self._complete_step()
+            work = prefill + self.config.decode_work_seconds(batch)
+            finished = self._complete_step(work / (prefill + decode) if prefill + decode else 0.0)
             for request in finished:
                 if self._on_finish is not None:
                     self._on_finish(request)
@@ -211,12 +235,14 @@ class Engine:
             if not proceed:
                 return
 
-    def _complete_step(self) -> list[SimRequest]:
-        """Every running sequence gained a token; return the requests that are complete."""
+    def _complete_step(self, work_share: float) -> list[SimRequest]:
+        """Every running sequence gained a token; return the requests that are complete.
+        `work_share` is the share of the step's SMs its work used."""
         with self._condition:
             now = self._clock()
             if self._busy_since is not None:
                 self._busy_seconds += now - self._busy_since
+                self._work_seconds += (now - self._busy_since) * work_share
                 self._busy_since = None
             finished = []
             for request in self._running:

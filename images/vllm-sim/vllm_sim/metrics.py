@@ -98,32 +98,52 @@ class VllmMetrics:
         return generate_latest(self.registry)
 
 
-class DcgmMetrics:
-    """DCGM_FI_DEV_GPU_UTIL per GPU, with the pod and namespace of the replica using it."""
+DCGM_LABELS = (
+    "gpu", "UUID", "pci_bus_id", "device", "modelName", "Hostname", "container", "namespace", "pod",
+)  # fmt: skip
 
-    def __init__(self, sampler: UtilizationSampler, identity: GpuIdentity) -> None:
+
+class DcgmMetrics:
+    """DCGM_FI_DEV_GPU_UTIL and, when profiling is on, DCGM_FI_PROF_SM_ACTIVE per GPU, with the
+    pod and namespace of the replica using it."""
+
+    def __init__(
+        self,
+        sampler: UtilizationSampler,
+        identity: GpuIdentity,
+        activity: UtilizationSampler | None = None,
+    ) -> None:
         self.registry = CollectorRegistry()
         utilization = Gauge(
-            "DCGM_FI_DEV_GPU_UTIL",
-            "GPU utilization (in %).",
-            (
-                "gpu", "UUID", "pci_bus_id", "device", "modelName", "Hostname",
-                "container", "namespace", "pod",
-            ),
-            registry=self.registry,
-        )  # fmt: skip
+            "DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %).", DCGM_LABELS, registry=self.registry
+        )
+        sm_active = (
+            Gauge(
+                "DCGM_FI_PROF_SM_ACTIVE",
+                "The ratio of cycles an SM has at least 1 warp assigned (in %).",
+                DCGM_LABELS,
+                registry=self.registry,
+            )
+            if activity is not None
+            else None
+        )
         for gpu in range(sampler.gpus):
-            utilization.labels(
-                gpu=str(gpu),
-                UUID=f"GPU-sim-{identity.namespace}-{identity.pod}-{gpu}",
-                pci_bus_id=f"00000000:{gpu + 1:02X}:00.0",
-                device=f"nvidia{gpu}",
-                modelName=identity.model_name,
-                Hostname=identity.hostname,
-                container=identity.container,
-                namespace=identity.namespace,
-                pod=identity.pod,
-            ).set_function(functools.partial(sampler.value, gpu))
+            labels = {
+                "gpu": str(gpu),
+                "UUID": f"GPU-sim-{identity.namespace}-{identity.pod}-{gpu}",
+                "pci_bus_id": f"00000000:{gpu + 1:02X}:00.0",
+                "device": f"nvidia{gpu}",
+                "modelName": identity.model_name,
+                "Hostname": identity.hostname,
+                "container": identity.container,
+                "namespace": identity.namespace,
+                "pod": identity.pod,
+            }
+            utilization.labels(**labels).set_function(functools.partial(sampler.value, gpu))
+            if sm_active is not None and activity is not None:
+                sm_active.labels(**labels).set_function(
+                    functools.partial(lambda index: activity.value(index) / 100.0, gpu)
+                )
 
     def exposition(self) -> bytes:
         """The exporter's /metrics page."""

@@ -82,6 +82,7 @@ class Simulator:
         dcgm_interval_seconds: float = 30.0,
         dcgm_noise_percent: float = 4.0,
         seed: int = 0,
+        dcgm_profiling: bool = True,
     ) -> None:
         self.model_name = model_name
         self.default_output_tokens = default_output_tokens
@@ -91,7 +92,18 @@ class Simulator:
         self.sampler = UtilizationSampler(
             self.engine.gpu_busy_seconds, gpus, dcgm_interval_seconds, dcgm_noise_percent, seed
         )
-        self.dcgm_metrics = DcgmMetrics(self.sampler, identity)
+        self.activity_sampler = (
+            UtilizationSampler(
+                self.engine.gpu_work_seconds,
+                gpus,
+                dcgm_interval_seconds,
+                dcgm_noise_percent,
+                seed + 1,
+            )
+            if dcgm_profiling
+            else None
+        )
+        self.dcgm_metrics = DcgmMetrics(self.sampler, identity, self.activity_sampler)
         self._loaded_at = time.monotonic() + startup_seconds
         self._created = int(time.time())
 
@@ -101,14 +113,18 @@ class Simulator:
         return time.monotonic() >= self._loaded_at
 
     def start(self) -> None:
-        """Start the engine and the GPU sampler."""
+        """Start the engine and the GPU samplers."""
         self.engine.start()
         self.sampler.start()
+        if self.activity_sampler is not None:
+            self.activity_sampler.start()
 
     def stop(self) -> None:
-        """Stop the engine and the GPU sampler."""
+        """Stop the engine and the GPU samplers."""
         self.engine.stop()
         self.sampler.stop()
+        if self.activity_sampler is not None:
+            self.activity_sampler.stop()
 
     def _finished(self, request: SimRequest) -> None:
         self.vllm_metrics.record(request)

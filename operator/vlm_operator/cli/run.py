@@ -21,8 +21,15 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "-n", "--namespace", action="append", default=[], help="watch this namespace (repeatable)"
     )
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
-    parser.add_argument(
+    peering = parser.add_mutually_exclusive_group(required=True)
+    peering.add_argument(
         "--standalone", action="store_true", help="run without kopf peering (one replica only)"
+    )
+    peering.add_argument(
+        "--peering",
+        metavar="NAME",
+        help="kopf peering through this (Cluster)KopfPeering object, which must exist; of "
+        "several operators only one acts",
     )
     parser.add_argument(
         "--config",
@@ -52,14 +59,19 @@ def run_run(args: argparse.Namespace) -> int:
     )
     from prometheus_client import start_http_server
 
-    from vlm_operator.handlers.runtime import run_operator  # kopf loads only for this command
+    # kopf loads only for this command.
+    from vlm_operator.handlers.runtime import PeeringMissingError, run_operator
 
     if args.metrics_port:
         start_http_server(args.metrics_port, addr=args.metrics_address)
-    run_operator(
-        config,
-        namespaces=args.namespace,
-        standalone=args.standalone,
-        liveness_endpoint=args.liveness,
-    )
+    try:
+        run_operator(
+            config,
+            namespaces=args.namespace,
+            peering=args.peering,
+            liveness_endpoint=args.liveness,
+        )
+    except PeeringMissingError as error:
+        print(f"vlm-operator run: {error}", file=sys.stderr)
+        return 2
     return 0

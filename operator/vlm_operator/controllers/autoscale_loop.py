@@ -20,13 +20,22 @@ from vlm_operator.autoscale.sources import (
     PodScrapeSource,
     PrometheusSource,
 )
+from vlm_operator.autoscale.sources.pods import CounterReadings
 from vlm_operator.catalog.engine import SERVE_PORT
 from vlm_operator.controllers.clock import utc_now
-from vlm_operator.controllers.planning import SpecError, plan_for
+from vlm_operator.controllers.planning import SpecError, check_engine_policy, plan_for
 from vlm_operator.controllers.state import Memory
 from vlm_operator.k8s.cluster import Cluster
 from vlm_operator.render.labels import selector_string
 from vlm_operator.status.events import Event, EventSink
+
+_POD_COUNTER_READINGS: dict[tuple[str, str], CounterReadings] = {}
+"""Per VisionModel, the pods' finished-request counters of the last minute, for their rate."""
+
+
+def forget_counters(namespace: str, name: str) -> None:
+    """Drop a deleted VisionModel's counter readings."""
+    _POD_COUNTER_READINGS.pop((namespace, name), None)
 
 
 def metric_source(
@@ -35,14 +44,15 @@ def metric_source(
     """The source the VisionModel asks for, as far as the operator's configuration allows."""
     prometheus = scaling.metrics_source.prometheus
     if prometheus is not None:
-        return PrometheusSource(prometheus.url)
+        return PrometheusSource(prometheus.url, read_activator=scaling.wake_on_request)
     if not config.scrape_pods:
         return DisabledSource("scraping pods is disabled in the operator's configuration")
     endpoints = {
         pod: f"http://{address}:{SERVE_PORT}/metrics"
         for pod, address in cluster.ready_pod_addresses(namespace, selector_string(name)).items()
     }
-    return PodScrapeSource(endpoints)
+    readings = _POD_COUNTER_READINGS.setdefault((namespace, name), {})
+    return PodScrapeSource(endpoints, readings=readings)
 
 
 def autoscaling_status(decision: Decision, last_scale_time: str | None) -> dict[str, Any]:
@@ -54,6 +64,7 @@ def autoscaling_status(decision: Decision, last_scale_time: str | None) -> dict[
         "lastScaleTime": last_scale_time,
         "reason": decision.reason[:1024],
         "metrics": decision.metrics,
+        "gpuSignal": decision.gpu_signal,
     }
 
 
@@ -71,12 +82,14 @@ def autoscale(
     with entry.lock:
         body = cluster.get_visionmodel(namespace, name)
         if body is None:
+            forget_counters(namespace, name)
             return
         try:
             spec = VisionModelSpec.model_validate(body.get("spec", {}))
             scaling = spec.scaling
             if scaling is None or scaling.driver != "operator":
                 return
+            check_engine_policy(spec, config)
             plan = plan_for(cluster, namespace, spec)
         except (ValidationError, SpecError):
             return  # the reconciler reports invalid specs
@@ -89,6 +102,7 @@ def autoscale(
             ready_replicas=int(observed.get("readyReplicas", 0)),
             existing_replicas=int(observed.get("replicas", 0)),
             max_num_seqs=plan.max_num_seqs,
+            gpus_per_replica=plan.gpus_per_replica,
         )
         now = time.time()
         source = metric_source(cluster, config, namespace, name, scaling)

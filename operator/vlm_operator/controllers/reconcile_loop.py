@@ -15,11 +15,11 @@ from pydantic import ValidationError
 
 from vlm_operator.api.config import OperatorConfig
 from vlm_operator.api.constants import Reason
-from vlm_operator.api.v1alpha1 import ServiceSpec, VisionModelSpec
+from vlm_operator.api.v1alpha1 import ScalingSpec, ServiceSpec, VisionModelSpec
 from vlm_operator.controllers import metrics
 from vlm_operator.controllers.clock import utc_now
 from vlm_operator.controllers.intent import fingerprint, up_to_date, with_intent
-from vlm_operator.controllers.planning import SpecError, plan_for
+from vlm_operator.controllers.planning import SpecError, check_engine_policy, plan_for
 from vlm_operator.controllers.state import Memory, VisionModelMemory
 from vlm_operator.k8s.cluster import Cluster
 from vlm_operator.k8s.errors import Refusal, RefusedError
@@ -28,7 +28,7 @@ from vlm_operator.render.autoscaling import (
     render_horizontal_pod_autoscaler,
     render_scaled_object,
 )
-from vlm_operator.render.labels import selector_string
+from vlm_operator.render.labels import name_conflict, selector_string
 from vlm_operator.render.workload import RenderInput, render_children
 from vlm_operator.sizing import refused_plan
 from vlm_operator.status.conditions import Observed, compute_status, status_changed
@@ -93,6 +93,33 @@ def _apply_child(
         entry.fingerprints.pop(child, None)
     else:
         entry.applied[child] = digest
+    return None
+
+
+def _foreign_object(
+    cluster: Cluster, source: RenderInput, children: list[dict[str, Any]]
+) -> str | None:
+    """The first object under a child's name that this VisionModel did not create, or None."""
+    scaling = source.spec.scaling
+    driver = scaling.driver if scaling is not None else None
+    manifests = list(children)
+    if driver == "hpa":
+        manifests.append(render_horizontal_pod_autoscaler(source))
+    elif driver == "keda" and cluster.has_crd(KEDA_CRD):
+        manifests.append(render_scaled_object(source))
+    for manifest in manifests:
+        kind, name = manifest["kind"], manifest["metadata"]["name"]
+        cached = cluster.get(manifest["apiVersion"], kind, source.namespace, name)
+        if cached is not None and not name_conflict(cached, source.uid):
+            continue  # the cache holds only labelled children: a foreign object needs a read
+        if name_conflict(
+            cluster.read(manifest["apiVersion"], kind, source.namespace, name), source.uid
+        ):
+            return (
+                f"{kind} {source.namespace}/{name} exists and was not created by this "
+                "VisionModel; the operator neither changes nor adopts it. Rename the "
+                f"VisionModel or remove the {kind}."
+            )
     return None
 
 
@@ -179,9 +206,19 @@ def _reconcile_locked(
     stall_reason: str | None
     blocker: tuple[str, str] | None = None
     failures: list[ChildFailure] = []
+    scaling: ScalingSpec | None = None
     try:
         spec = VisionModelSpec.model_validate(raw_spec)
-        plan = plan_for(cluster, namespace, spec)
+        scaling = spec.scaling
+        check_engine_policy(spec, config)
+        plan = plan_for(
+            cluster,
+            namespace,
+            spec,
+            name=name,
+            previous=previous_status.get("plan"),
+            gpu_costs=config.gpu_costs,
+        )
     except (ValidationError, SpecError) as error:
         stall_reason = Reason.INVALID_SPEC
         plan = refused_plan(Reason.INVALID_SPEC, str(error).replace("\n", " "))
@@ -189,11 +226,17 @@ def _reconcile_locked(
         stall_reason = None if plan.feasible else (plan.stall_reason or Reason.INVALID_SPEC)
         if plan.feasible:
             source = RenderInput(name, namespace, body["metadata"]["uid"], spec, plan, config)
-            for child in render_children(source, pod_monitor=cluster.has_crd(POD_MONITOR_CRD)):
-                failure = _apply_child(cluster, entry, child)
-                if failure is not None:
-                    failures.append(failure)
-            blocker = _apply_scaling_driver(cluster, entry, source, failures)
+            children = render_children(source, pod_monitor=cluster.has_crd(POD_MONITOR_CRD))
+            conflict = _foreign_object(cluster, source, children)
+            if conflict is not None:
+                stall_reason = Reason.NAME_CONFLICT
+                plan = refused_plan(Reason.NAME_CONFLICT, conflict)
+            else:
+                for child in children:
+                    failure = _apply_child(cluster, entry, child)
+                    if failure is not None:
+                        failures.append(failure)
+                blocker = _apply_scaling_driver(cluster, entry, source, failures)
     if failures:
         blocker = (failures[0].reason, "; ".join(failure.describe() for failure in failures))
 
@@ -221,11 +264,15 @@ def _reconcile_locked(
         cluster.patch_visionmodel_status(namespace, name, outcome.status)
     for event in outcome.events:
         post_event(body, event)
+    stalled = [c["reason"] for c in outcome.status["conditions"] if c["type"] == "Stalled"]
     metrics.record_visionmodel(
         namespace,
         name,
-        planned_gpus=plan.gpus_per_replica if plan.feasible else 0,
+        plan=plan,
         desired=desired_replicas,
         ready=ready,
+        warm=scaling.warm_replicas if scaling is not None else None,
+        maximum=scaling.max_replicas if scaling is not None else None,
+        stalled_reason=stalled[0] if stalled else None,
     )
     return bool(failures)

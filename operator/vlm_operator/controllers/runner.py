@@ -13,7 +13,7 @@ from typing import Any
 
 from vlm_operator.api import constants as c
 from vlm_operator.api.config import OperatorConfig
-from vlm_operator.controllers.autoscale_loop import autoscale
+from vlm_operator.controllers.autoscale_loop import autoscale, forget_counters
 from vlm_operator.controllers.reconcile_loop import reconcile
 from vlm_operator.controllers.state import Key, Memory, forget_visionmodel
 from vlm_operator.controllers.workqueue import WorkQueue
@@ -62,6 +62,11 @@ def _driven_by_operator(body: Mapping[str, Any]) -> bool:
     return isinstance(scaling, dict) and scaling.get("driver", "operator") == "operator"
 
 
+def always_acting() -> bool:
+    """A standalone operator always acts."""
+    return True
+
+
 class Runner:
     """Owns the queue and the threads; the kopf handlers call the *_event methods."""
 
@@ -72,8 +77,12 @@ class Runner:
         namespaces: list[str],
         workers: int = 4,
         autoscale_workers: int = 4,
+        acting: Callable[[], bool] = always_acting,
     ) -> None:
         self.cluster = cluster
+        self.acting = acting
+        """Whether this process acts now: False while a peered operator of higher priority
+        lives. kopf pauses the watches then; the tickers ask this before queueing."""
         self.config = config
         self.namespaces = namespaces
         self.memory = Memory()
@@ -89,8 +98,9 @@ class Runner:
     def start(self) -> None:
         """Seed the cache (before kopf's watches start), then start the threads."""
         self.cluster.seed_cache(self.namespaces)
-        for namespace, name in self.cluster.cache.names(c.KIND):
-            self.queue.add((namespace, name))
+        if self.acting():
+            for namespace, name in self.cluster.cache.names(c.KIND):
+                self.queue.add((namespace, name))
         targets: list[tuple[str, Callable[[], None]]] = [
             (f"reconcile-{index}", self._work) for index in range(self._workers)
         ]
@@ -132,6 +142,7 @@ class Runner:
         if event_type == "DELETED":
             cache.remove(c.KIND, *key)
             forget_visionmodel(self.memory, *key)
+            forget_counters(*key)
             return
         known = cache.get(c.KIND, *key)
         cache.put(c.KIND, body)
@@ -207,10 +218,14 @@ class Runner:
                 self.faults.failed(cause_of(error), error)
 
     def _resync(self) -> None:
+        if not self.acting():
+            return
         for key in self.cluster.cache.names(c.KIND):
             self.queue.add(key)
 
     def _autoscale(self) -> None:
+        if not self.acting():
+            return
         for body in self.cluster.cache.bodies(c.KIND):
             key = (str(body["metadata"]["namespace"]), str(body["metadata"]["name"]))
             running = self._autoscaling.get(key)

@@ -27,6 +27,9 @@ REQUEST_TIMEOUT = (5.0, 20.0)
 """Seconds to connect and to read one answer: a stopped API server or etcd fails a request
 instead of holding a worker."""
 
+PEERING_GROUP, PEERING_VERSION = "kopf.dev", "v1"
+"""The API of kopf's peering kinds."""
+
 CRD_CACHE_SECONDS = 60.0
 """How long a CustomResourceDefinition's presence is trusted before it is read again."""
 
@@ -132,12 +135,22 @@ class Cluster:
         return applied
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        """Read one object of a non-core group (from the cache when the kind is watched), or
-        None when it does not exist."""
+        """Read one object (of a non-core group, or a Service; from the cache when the kind is
+        watched), or None when it does not exist."""
         if self.cache.synced(kind):
             return self.cache.get(kind, namespace, name)
+        return self.read(api_version, kind, namespace, name)
+
+    def read(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """Read one object from the API server itself, past the cache (which holds only the
+        operator's own children), or None when it does not exist."""
         group, version = _split_api_version(api_version)
         try:
+            if not group and kind == "Service":
+                service = self._core.read_namespaced_service(
+                    name, namespace, _request_timeout=REQUEST_TIMEOUT
+                )
+                return self._serialized(service)
             found = self._objects.get_namespaced_custom_object(
                 group, version, namespace, PLURALS[kind], name, _request_timeout=REQUEST_TIMEOUT
             )
@@ -228,6 +241,14 @@ class Cluster:
             ]
         return self._list("v1", "Pod", namespace, selector)
 
+    def list_gpu_pods(self) -> list[dict[str, Any]]:
+        """Every pod not yet finished, in all namespaces, as plain dicts: what holds GPUs."""
+        pods = self._core.list_pod_for_all_namespaces(
+            field_selector="status.phase!=Succeeded,status.phase!=Failed",
+            _request_timeout=REQUEST_TIMEOUT,
+        )
+        return list(self._serialized(pods).get("items", []))
+
     def unschedulable_pods(self, namespace: str, selector: str) -> list[str]:
         """Scheduler messages of the selected pods that cannot be placed."""
         messages = []
@@ -283,6 +304,38 @@ class Cluster:
             installed = False
         self._crds_seen[name] = (now, installed)
         return installed
+
+    def peering_exists(self, name: str, namespace: str | None) -> bool:
+        """Whether kopf's peering object exists: the ClusterKopfPeering of that name, or the
+        KopfPeering in the namespace. A missing peering kind counts as missing."""
+        return self.peers(name, namespace) is not None
+
+    def peers(self, name: str, namespace: str | None) -> dict[str, Any] | None:
+        """The keep-alives in kopf's peering object (identity -> priority, lastseen, lifetime),
+        or None when the object or its kind is missing."""
+        try:
+            if namespace is None:
+                found = self._objects.get_cluster_custom_object(
+                    PEERING_GROUP,
+                    PEERING_VERSION,
+                    "clusterkopfpeerings",
+                    name,
+                    _request_timeout=REQUEST_TIMEOUT,
+                )
+            else:
+                found = self._objects.get_namespaced_custom_object(
+                    PEERING_GROUP,
+                    PEERING_VERSION,
+                    namespace,
+                    "kopfpeerings",
+                    name,
+                    _request_timeout=REQUEST_TIMEOUT,
+                )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return dict(cast(dict[str, Any], found).get("status") or {})
 
     def patch_visionmodel_status(
         self, namespace: str, name: str, status: Mapping[str, Any]

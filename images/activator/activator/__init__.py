@@ -1,0 +1,1 @@
+"""The wake-from-zero activator: a front proxy that raises a VisionModel from 0 to 1 replica."""
