@@ -39,12 +39,22 @@ from harness import (
     wait_ready,
 )
 from prometheus_harness import Prometheus, SimulatedPod
+from vlm_operator.api.config import DEFAULT_EXTRA_ARGS_ALLOWED
 from vlm_operator.api.v1alpha1 import VisionModelSpec
 from vlm_operator.catalog.architectures import resolve_architecture
 from vlm_operator.sizing.memory import profile_run
 from vlm_operator.sizing.planner import derive_demand
 
-pytestmark = pytest.mark.engine
+pytestmark = [
+    pytest.mark.engine,
+    # The tiny models' small KV cache (--num-gpu-blocks-override) is a flag this installation
+    # allows; the default allow-list refuses it.
+    pytest.mark.operator_env(
+        VLM_OPERATOR_EXTRA_ARGS_ALLOWED=",".join(
+            [*DEFAULT_EXTRA_ARGS_ALLOWED, "--num-gpu-blocks-override"]
+        )
+    ),
+]
 
 NAME = "tiny-vl"
 MAX_NUM_SEQS = 2
