@@ -162,8 +162,8 @@ def operator(
 ) -> Iterator[OperatorProcess]:
     """The operator as a real subprocess watching the test's namespace, with the chart's
     ServiceAccount identity and nothing more; `@pytest.mark.operator_env(NAME=value)` adds
-    environment variables (operator configuration) for one test. Its log is kept under .cluster/artifacts/ when the
-    test fails."""
+    environment variables (operator configuration) for one test. Its log is kept under
+    .cluster/artifacts/ when the test fails."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     log_path = ARTIFACTS / f"operator-{namespace}.log"
     marker = request.node.get_closest_marker("operator_env")
