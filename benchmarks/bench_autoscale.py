@@ -7,6 +7,8 @@ SLO-violation minutes and scale actions; then the Pareto front of GPU-hours agai
 where the policy stands on it.
 
     python benchmarks/bench_autoscale.py     # benchmarks/results/autoscale.json, docs/*.png
+    python benchmarks/bench_autoscale.py --seed 11 \
+        --results benchmarks/results/autoscale-seed11.json   # a second seed, figures only
 
 The service model, per replica (assumed, not measured; see docs/autoscaling.md):
 - a decode step over D sequences takes DECODE_STEP_SECONDS x (1 + (FULL_BATCH_STEP_FACTOR - 1) x
@@ -40,7 +42,13 @@ from typing import Any
 
 from vlm_operator.api.config import OperatorConfig
 from vlm_operator.api.v1alpha1 import ScalingSpec, VisionModelSpec
-from vlm_operator.autoscale.policy import FleetState, History, MetricsSample, decide
+from vlm_operator.autoscale.policy import (
+    ARRIVAL_WINDOW_SECONDS,
+    FleetState,
+    History,
+    MetricsSample,
+    decide,
+)
 from vlm_operator.catalog.gpus import GpuOffer
 from vlm_operator.render.workload import RenderInput, expected_startup_seconds
 from vlm_operator.sizing import plan_visionmodel
@@ -205,6 +213,8 @@ class Replica:
     virtual_tokens: float = 0.0
     """Tokens every decoding sequence has produced since the replica started."""
     kv_reserved: int = 0
+    finished: deque[float] = field(default_factory=deque)
+    """When its requests finished over the last minute (vllm:request_success_total)."""
     updated: float = 0.0
     busy_seconds: float = 0.0
     work_seconds: float = 0.0
@@ -452,6 +462,7 @@ def simulate(trace: Trace, model: FleetModel, config: Config, seed: int) -> Outc
         while replica.decoding and replica.decoding[0][0] <= replica.virtual_tokens + 1e-9:
             _, _, request = heapq.heappop(replica.decoding)
             replica.kv_reserved -= request.kv_tokens
+            replica.finished.append(now)
         replica.admit()
         if replica.draining and not replica.running and not replica.waiting:
             replicas.remove(replica)
@@ -496,6 +507,12 @@ def simulate(trace: Trace, model: FleetModel, config: Config, seed: int) -> Outc
         if autoscaler is None:
             return
         kv = sum(r.kv_reserved for r in ready) / (model.kv_cache_tokens * max(1, len(ready)))
+        for replica in replicas:
+            while replica.finished and replica.finished[0] < now - ARRIVAL_WINDOW_SECONDS:
+                replica.finished.popleft()
+        # rate(vllm:request_success_total[1m]) summed over the ready pods.
+        window = min(now, ARRIVAL_WINDOW_SECONDS)
+        completed = sum(len(r.finished) for r in ready) / window
         sample = MetricsSample(
             waiting=float(sum(len(r.waiting) for r in ready)),
             running=float(sum(r.running for r in ready)),
@@ -504,6 +521,7 @@ def simulate(trace: Trace, model: FleetModel, config: Config, seed: int) -> Outc
             reporting_pods=len(ready),
             gpu_activity_percent_sum=activity,
             gpu_activity_field="DCGM_FI_PROF_SM_ACTIVE",
+            completed_per_second=completed,
         )
         fleet = FleetState(len(serving), len(ready), len(serving), model.max_num_seqs)
         desired = autoscaler(sample, fleet, now)
@@ -760,7 +778,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--traces", nargs="*", default=list(TRACES))
+    parser.add_argument(
+        "--results", type=Path, default=RESULTS,
+        help="where the figures go; only the default also redraws the plots and the doc table",
+    )  # fmt: skip
     args = parser.parse_args()
+    publish = args.results == RESULTS
     model = fleet_model()
     jobs = [
         (name, index, args.seed)
@@ -801,10 +824,11 @@ def main() -> None:
         print(f"  verdict: {line}")
         if lost:
             dominated.append(trace_name)
-        plot(trace_name, policies, PLOTS / f"autoscale-{trace_name}.png")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    if TABLE_START in DOC.read_text(encoding="utf-8"):
+        if publish:
+            plot(trace_name, policies, PLOTS / f"autoscale-{trace_name}.png")
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    if publish and TABLE_START in DOC.read_text(encoding="utf-8"):
         write_summary(results)
     if dominated:
         raise SystemExit(f"the policy is dominated on: {', '.join(dominated)}")

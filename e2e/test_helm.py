@@ -66,6 +66,8 @@ ALLOWED = [
     ("patch", "visionmodels.vlm-operator.io/scale"),
     ("create", "deployments.apps"),
     ("patch", "services"),
+    ("get", "services"),
+    ("get", "poddisruptionbudgets.policy"),
     ("list", "pods"),
     ("get", "configmaps"),
     ("create", "events"),

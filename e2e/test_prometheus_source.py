@@ -108,6 +108,14 @@ def test_source_reads_queue_and_gpu_utilization_and_the_policy_holds_without_dat
             result = load.wait(60)
             assert (result.succeeded, result.failed, result.dropped) == (10, 0, 0), result
 
+        # Finished requests show in rate(vllm:request_success_total[1m]), which the arrival
+        # rate is built on; before any finished, the counter had no series to rate.
+        assert idle.completed_per_second is None
+        served = wait_for_sample(
+            source, "a completion rate", lambda s: (s.completed_per_second or 0) > 0
+        )
+        assert served.problem == ""
+
         # The pods go away: Prometheus marks their series stale, and the policy holds.
         for pod in simulated_fleet:
             pod.stop()

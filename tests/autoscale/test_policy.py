@@ -12,6 +12,7 @@ from vlm_operator.autoscale.policy import (
     FleetState,
     History,
     MetricsSample,
+    arrival_rate,
     decide,
     merge_samples,
     no_metrics,
@@ -355,3 +356,82 @@ def test_requests_through_the_activator_keep_the_model_from_zero() -> None:
     assert decide(quiet, fleet(1), waking, long_idle, NOW).desired_replicas == 0
     arriving = replace(quiet, activator_requests_per_second=0.2)
     assert decide(arriving, fleet(1), waking, long_idle, NOW).desired_replicas == 1
+
+
+# --- The arrival rate: completions (rate of vllm:request_success_total) plus in-flight growth.
+
+
+def test_the_arrival_rate_adds_the_growth_of_the_queue_to_what_finished() -> None:
+    # 4 finished per second while the in-flight count grew from 48 to 288 over the minute:
+    # (288 - 48) / 60 = 4 more per second arrived than finished, so 8 arrive per second.
+    seen = History(recent_load=((NOW - 60, 48.0, None),))
+    burst = sample(running=48, waiting=240, completed_per_second=4.0)
+    assert arrival_rate(burst, seen, NOW) == (8.0, 4.0)
+    # The first decision has no minute behind it: arrivals are taken as what finished.
+    assert arrival_rate(burst, History(), NOW) == (4.0, 4.0)
+    # Without the counter, or before anything finished, there is no rate.
+    assert arrival_rate(sample(running=48, waiting=240), seen, NOW) is None
+    assert arrival_rate(replace(burst, completed_per_second=0.0), seen, NOW) is None
+
+
+def test_a_saturated_fleet_grows_to_the_arrival_rate_not_to_its_backlog() -> None:
+    # 3 replicas of 16 run 48 (full), serve 4/s, receive 8/s (as above). Little's law: 48 run at
+    # 4/s served, so 8/s need 48 x 8 / 4 = 96 in flight = 96 / (16 x 0.8) = 7.5 -> 8 replicas,
+    # plus 1 warm; one step adds at most max(4, 3) = 4, so 7 now.
+    seen = History(recent_load=((NOW - 60, 48.0, None),), last_traffic=NOW)
+    burst = sample(running=48, waiting=240, completed_per_second=4.0)
+    decision = decide(burst, fleet(3), SCALING, seen, NOW)
+    assert (decision.demand_replicas, decision.desired_replicas) == (8, 7)
+    assert "8.0 requests/s arriving, 4.0/s served: 96 in flight needed" in decision.reason
+    # Counting the backlog instead (no counter): 288 in flight / 12.8 = 22.5 -> 23 replicas.
+    counted = decide(replace(burst, completed_per_second=None), fleet(3), SCALING, seen, NOW)
+    assert counted.demand_replicas == 23
+
+
+def test_a_backlog_draining_after_a_burst_is_not_demand_for_new_replicas() -> None:
+    # 10 replicas; the in-flight count fell from 400 to 160 over the minute while 6/s finished:
+    # 6 + (160 - 400) / 60 = 2 arrive per second. 60 run at 6/s, so 2/s need 60 x 2 / 6 = 20 in
+    # flight: 20 / 11.2 (70% of 16, the scale-down band) = 1.8 -> 2, plus 1 warm = 3.
+    seen = History(
+        recommendations=((NOW - 400, 10, 10),),
+        recent_load=((NOW - 60, 400.0, None),),
+        last_traffic=NOW,
+    )
+    draining = sample(running=60, waiting=100, completed_per_second=6.0, reporting_pods=10)
+    decision = decide(draining, fleet(10), SCALING, seen, NOW)
+    assert decision.desired_replicas == 3
+    assert decision.reason.startswith("scale down to 3")
+    # Counting the backlog instead: 100 waiting > 4 x 10, so 10 + ceil(60 / 12.8) = 15.
+    counted = decide(replace(draining, completed_per_second=None), fleet(10), SCALING, seen, NOW)
+    assert counted.demand_replicas == 15
+
+
+def test_arrivals_within_ten_percent_of_completions_are_noise() -> None:
+    # 8 finished per second, in flight grew from 28 to 64: 8 + 36 / 60 = 8.6 arrive, 7.5% more
+    # than finished, within the 10% tolerance: the 64 running stand, 64 / 12.8 = 5 replicas.
+    seen = History(recent_load=((NOW - 60, 28.0, None),), last_traffic=NOW)
+    steady_load = sample(running=64, completed_per_second=8.0, reporting_pods=5)
+    decision = decide(steady_load, fleet(5), SCALING, seen, NOW)
+    assert decision.demand_replicas == 5
+    assert "8.6 requests/s arriving, 8.0/s served: 64 in flight needed" in decision.reason
+
+
+def test_gpu_activity_is_sized_on_the_minute_not_one_interval() -> None:
+    # 3 GPUs summed 100% over the minute's three earlier decisions and 300% now: the minute's
+    # mean is (100 + 100 + 100 + 300) / 4 = 150, 50% each against 80%: ceil(3 x 0.625) = 2.
+    # Sized on the one interval: 100% each, ceil(3 x 1.25) = 4.
+    seen = History(
+        recent_load=tuple((NOW - age, 10.0, 100.0) for age in (45, 30, 15)), last_traffic=NOW
+    )
+    spike = sm_active(100, 3, running=10, kv_cache_usage=0.0)
+    assert decide(spike, fleet(3), SCALING, seen, NOW).demand_replicas == 2
+    assert decide(spike, fleet(3), SCALING, History(), NOW).demand_replicas == 4
+
+
+def test_merged_completions_need_every_pod() -> None:
+    first = sample(running=1, completed_per_second=2.0, reporting_pods=1)
+    second = sample(running=1, completed_per_second=3.0, reporting_pods=1)
+    assert merge_samples([first, second]).completed_per_second == 5.0
+    # A pod read for the first time has no rate yet; half a sum would understate the fleet.
+    fresh = replace(second, completed_per_second=None)
+    assert merge_samples([first, fresh]).completed_per_second is None

@@ -191,7 +191,7 @@ class _RejectingPrometheus(BaseHTTPRequestHandler):
         return
 
 
-def test_a_rejected_query_is_a_problem_with_prometheus_reason() -> None:
+def test_a_rejected_query_is_a_problem_with_the_error_type_only() -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _RejectingPrometheus)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
@@ -201,4 +201,58 @@ def test_a_rejected_query_is_a_problem_with_prometheus_reason() -> None:
         server.shutdown()
         server.server_close()
     assert f"Prometheus at {url} rejected a query" in sample.problem
-    assert "parse error at char 9" in sample.problem
+    assert "bad_data" in sample.problem
+    # The server's own text never reaches status: the URL may point at any reachable service.
+    assert "parse error at char 9" not in sample.problem
+
+
+def test_prometheus_reads_the_completion_rate_over_a_minute() -> None:
+    asked: list[str] = []
+    answers = prometheus_answers(
+        {
+            "sum(vllm:num_requests_waiting": 0,
+            "sum(vllm:num_requests_running": 8,
+            "sum(rate(vllm:request_success_total": 4.5,
+        }
+    )
+
+    def fetch(url: str, timeout: float) -> bytes:
+        asked.append(urllib.parse.parse_qs(urllib.parse.urlparse(url).query)["query"][0])
+        return answers(url, timeout)
+
+    sample = PrometheusSource("http://127.0.0.1:9", fetch=fetch).read(FLEET, NOW)
+    assert sample.completed_per_second == 4.5
+    assert f"sum(rate(vllm:request_success_total{{{FLEET.selector()}}}[1m]))" in asked
+
+
+def counter_page(stopped: int, cut_at_length: int) -> bytes:
+    """A vLLM /metrics page whose finished-request counter has one series per finished_reason."""
+    return (
+        VLLM_PAGE
+        + "# HELP vllm:request_success Count of successfully processed requests.\n"
+        + "# TYPE vllm:request_success counter\n"
+        + f'vllm:request_success_total{{finished_reason="stop",model_name="qwen"}} {stopped}.0\n'
+        + 'vllm:request_success_total{finished_reason="length",model_name="qwen"} '
+        + f"{cut_at_length}.0\n"
+    ).encode()
+
+
+def test_pod_scrape_rates_the_completion_counter_between_reads() -> None:
+    pages = iter([counter_page(60, 40), counter_page(80, 50), counter_page(3, 2)])
+    readings: dict[str, list[tuple[float, float]]] = {}
+
+    def fetch(url: str, timeout: float) -> bytes:
+        return next(pages)
+
+    def read(now: float) -> float | None:
+        source = PodScrapeSource(
+            {"qwen-vl-a-1": "http://127.0.0.1:9"}, fetch=fetch, readings=readings
+        )
+        return source.read(FLEET, now).completed_per_second
+
+    # First read: 60 + 40 = 100 finished, no rate yet. 30 s later 130: 30 / 30 s = 1 per second.
+    assert read(NOW) is None
+    assert read(NOW + 30) == 1.0
+    # The counter went back to 5: the pod restarted, so no rate until the next read.
+    assert read(NOW + 45) is None
+    assert readings == {"qwen-vl-a-1": [(NOW + 45, 5.0)]}

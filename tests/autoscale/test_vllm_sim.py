@@ -304,10 +304,12 @@ def test_sm_activity_grows_with_the_work_while_utilization_reads_busy() -> None:
     config = EngineConfig(max_num_seqs=16, decode_tokens_per_second=400)
     one_work, one_busy = work_and_busy_shares(config, 1)
     full_work, full_busy = work_and_busy_shares(config, 16)
-    assert one_busy > 0.85
-    assert full_busy > 0.85
-    assert one_work == pytest.approx(one_busy / 16, abs=0.03)
-    assert full_work == pytest.approx(full_busy, abs=0.05)
+    # Busy shares are of wall time, which a loaded machine stretches; the work-to-busy ratios
+    # come from the engine's own step accounting and do not depend on it.
+    assert one_busy > 0.5
+    assert full_busy > 0.5
+    assert one_work / one_busy == pytest.approx(1 / 16, abs=0.02)
+    assert full_work / full_busy == pytest.approx(1, abs=0.05)
 
 
 def test_a_slower_full_batch_step_counts_its_tokens_not_its_time() -> None:

@@ -143,3 +143,88 @@ def test_unknown_architecture_class_is_refused() -> None:
 )  # fmt: skip
 def test_parse_hf_config(config: dict[str, Any], expected: dict[str, Any]) -> None:
     assert parse_hf_config(config) == expected
+
+
+def qwen3_vl_config(text: dict[str, Any], architecture: str) -> dict[str, Any]:
+    """A Qwen3-VL config.json: the published layout (text_config, vision_config)."""
+    return {
+        "architectures": [architecture],
+        "text_config": {
+            "head_dim": 128,
+            "num_attention_heads": 32,
+            "vocab_size": 151936,
+            "max_position_embeddings": 262144,
+            "tie_word_embeddings": False,
+            **text,
+        },
+        "vision_config": {
+            "depth": 27,
+            "hidden_size": 1152,
+            "intermediate_size": 4304,
+            "patch_size": 16,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "out_hidden_size": text["hidden_size"],
+            "deepstack_visual_indexes": [8, 16, 24],
+        },
+    }
+
+
+# Shapes from the published Qwen3-VL-8B-Instruct and Qwen3-VL-30B-A3B-Instruct config.json.
+QWEN3_VL_8B = qwen3_vl_config(
+    {"hidden_size": 4096, "intermediate_size": 12288, "num_hidden_layers": 36,
+     "num_key_value_heads": 8},
+    "Qwen3VLForConditionalGeneration",
+)  # fmt: skip
+QWEN3_VL_30B_A3B = qwen3_vl_config(
+    {"hidden_size": 2048, "intermediate_size": 6144, "num_hidden_layers": 48,
+     "num_key_value_heads": 4, "num_experts": 128, "num_experts_per_tok": 8,
+     "moe_intermediate_size": 768},
+    "Qwen3VLMoeForConditionalGeneration",
+)  # fmt: skip
+
+
+def test_qwen3_vl_resolves_from_its_config_json_alone() -> None:
+    architecture = resolve_architecture("Qwen/Qwen3-VL-8B-Instruct", config=QWEN3_VL_8B)
+    assert architecture.family == "qwen3-vl"
+    assert architecture.vision_tower.patches_per_token == 4.0
+    assert architecture.parameters_estimated
+    # Model card: 8.8B parameters.
+    assert 8.0e9 < architecture.parameters < 9.6e9
+
+
+def test_moe_weights_count_every_expert() -> None:
+    architecture = resolve_architecture("Qwen/Qwen3-VL-30B-A3B-Instruct", config=QWEN3_VL_30B_A3B)
+    # Model card: 31B parameters in total, 3B active; vLLM loads them all.
+    assert 28e9 < architecture.parameters < 34e9
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"numAttentionHeads": 28, "numKeyValueHeads": 6}, "numKeyValueHeads 6"),
+        ({"parameters": 8_000_000_000, "visionParameters": 9_000_000_000},
+         "visionParameters 9000000000"),
+    ],
+)  # fmt: skip
+def test_contradictory_facts_are_refused_naming_the_field(
+    overrides: dict[str, Any], message: str
+) -> None:
+    described = ArchitectureOverrides.model_validate({"family": "qwen2.5-vl", **overrides})
+    with pytest.raises(UnknownArchitectureError, match=message):
+        resolve_architecture("Qwen/Qwen2.5-VL-7B-Instruct", described)
+
+
+def test_an_unsized_registry_class_is_refused_naming_its_nearest_family() -> None:
+    config = {**QWEN2_5_VL_3B_CONFIG, "architectures": ["KimiVLForConditionalGeneration"]}
+    with pytest.raises(UnknownArchitectureError, match="nearest family is qwen2-vl"):
+        resolve_architecture("moonshotai/Kimi-VL-A3B-Instruct", config=config)
+    described = ArchitectureOverrides.model_validate({"family": "qwen2-vl"})
+    architecture = resolve_architecture("moonshotai/Kimi-VL-A3B-Instruct", described, config)
+    assert architecture.family == "qwen2-vl"
+
+
+def test_an_audio_class_is_refused_as_taking_no_images() -> None:
+    config = {**QWEN2_5_VL_3B_CONFIG, "architectures": ["WhisperForConditionalGeneration"]}
+    with pytest.raises(UnknownArchitectureError, match="takes no image input"):
+        resolve_architecture("openai/whisper-large-v3", config=config)

@@ -9,10 +9,14 @@ import pytest
 from vlm_operator.catalog.architectures import resolve_architecture
 from vlm_operator.sizing.image_tokens import (
     image_tokens,
-    max_image_features,
     processor_limits,
+    profiled_item_features,
     video_tokens,
+    worst_case_image,
 )
+
+UNBOUNDED = 100_000
+"""A box no image rule clips: the profiled item is then the family's maximum."""
 
 IDEFICS3_8B = {"longest_edge": 1456, "tile_size": 364, "tokens_per_tile": 169}
 
@@ -37,7 +41,9 @@ TABLE_B: list[tuple[str, dict[str, Any], int, int, int]] = [
 @pytest.mark.parametrize(("model_id", "limits", "most", "square", "wide"), TABLE_B)
 def test_table_b(model_id: str, limits: dict[str, Any], most: int, square: int, wide: int) -> None:
     architecture = resolve_architecture(model_id)
-    assert max_image_features(architecture, limits=limits) == most
+    assert profiled_item_features(architecture, UNBOUNDED, UNBOUNDED, limits=limits) == most
+    _, worst = worst_case_image(architecture, UNBOUNDED, UNBOUNDED, limits=limits)
+    assert worst.features == most
     assert image_tokens(architecture, 1024, 1024, limits=limits).features == square
     assert image_tokens(architecture, 1920, 1080, limits=limits).features == wide
 
@@ -49,6 +55,9 @@ def test_table_b(model_id: str, limits: dict[str, Any], most: int, square: int, 
         ("Qwen/Qwen2.5-VL-7B-Instruct", 1371, 2693),  # vision_start and vision_end
         ("meta-llama/Llama-3.2-11B-Vision-Instruct", 1, 1),  # states go to cross-attention
         ("google/gemma-3-4b-it", 260, 260),
+        # 4x4 and 4x3 tiles of 81 plus the global image; per tile 2 tags, a newline per row
+        # but the last, one "\n\n", and 3 around the global image: 1377 + 39, 1053 + 30.
+        ("HuggingFaceTB/SmolVLM-Instruct", 1416, 1083),
     ],
 )
 def test_decoder_tokens_include_wrappers(
@@ -79,7 +88,9 @@ def test_processor_limits_cap_the_profile_at_the_declared_size(
     assert processor_limits(architecture, 1024, 1024) == limits
     declared = image_tokens(architecture, 1024, 1024).features
     assert image_tokens(architecture, 1024, 1024, limits=limits).features == declared
-    assert max_image_features(architecture, limits=limits) == declared
+    assert profiled_item_features(architecture, 1024, 1024, limits=limits) <= declared
+    _, worst = worst_case_image(architecture, 1024, 1024, limits=limits)
+    assert worst.features == declared
 
 
 def test_video_tokens() -> None:

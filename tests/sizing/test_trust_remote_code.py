@@ -34,7 +34,7 @@ def spec_with(extra_args: list[str]) -> VisionModelSpec:
 
 
 def test_the_configuration_decides() -> None:
-    spec = spec_with(["--trust_remote_code"])
+    spec = spec_with(["--trust-remote-code"])
     with pytest.raises(SpecError, match=r"spec\.engine\.extraArgs.*allowTrustRemoteCode"):
         check_engine_policy(spec, OperatorConfig())
     check_engine_policy(spec, OperatorConfig(allow_trust_remote_code=True))

@@ -25,17 +25,19 @@
   resources: [deployments]
   verbs: [get, list, watch, create, patch]
 # The Service in front of the vLLM pods: server-side applied, watched to repair drift.
+# Every child is read by name before it is applied: one that the VisionModel does not own
+# is never changed (NameConflict).
 - apiGroups: [""]
   resources: [services]
-  verbs: [list, watch, create, patch]
+  verbs: [get, list, watch, create, patch]
 # The vLLM pods' PodDisruptionBudget: server-side applied, watched to repair drift.
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
-  verbs: [list, watch, create, patch]
+  verbs: [get, list, watch, create, patch]
 # A PodMonitor for vLLM's /metrics, applied when the Prometheus operator's CRD is installed.
 - apiGroups: [monitoring.coreos.com]
   resources: [podmonitors]
-  verbs: [create, patch]
+  verbs: [get, create, patch]
 # scaling.driver keda: the KEDA ScaledObject that writes replicas is applied; under another
 # driver it is read, to check that the VisionModel owns it, and deleted.
 - apiGroups: [keda.sh]

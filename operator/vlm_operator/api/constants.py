@@ -57,3 +57,4 @@ class Reason(StrEnum):
     SCALED_DOWN = "ScaledDown"
     SCALING_HELD = "ScalingHeld"
     AUTOSCALER_UNAVAILABLE = "AutoscalerUnavailable"
+    NAME_CONFLICT = "NameConflict"

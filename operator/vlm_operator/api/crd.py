@@ -144,7 +144,11 @@ def build_crd() -> dict[str, Any]:
                 "rule": f"size(self.metadata.name) <= {c.MAX_NAME_LENGTH}",
                 "message": f"metadata.name must be at most {c.MAX_NAME_LENGTH} characters, "
                 "so that child object names fit",
-            }
+            },
+            {
+                "rule": "!self.metadata.name.contains('.')",
+                "message": "metadata.name must not contain dots, so that it can name a Service",
+            },
         ],
     }
     return {

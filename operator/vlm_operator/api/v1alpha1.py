@@ -2,12 +2,51 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Literal, Self
 
-from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from vlm_operator.api.base import PRESERVE_UNKNOWN, ApiModel, Int32, Int64, cel, list_map
+from vlm_operator.api.base import ApiModel, Int32, Int64, cel, list_map
 from vlm_operator.api.constants import MAX_NAME_LENGTH
+from vlm_operator.api.safety import (
+    DATA_KEY,
+    DATA_KEY_PATTERN,
+    DNS_LABEL_PATTERN,
+    DNS_SUBDOMAIN_PATTERN,
+    ENV_NAME,
+    EXTRA_ARG_OPERATOR_FLAG,
+    EXTRA_ARG_SPELLING,
+    IMAGE_PATTERN,
+    LABEL_KEYS,
+    LABEL_VALUE_PATTERN,
+    MODEL_ID_PATTERN,
+    NO_DOT_DOT,
+    NOT_CONTROL_PLANE_KEYS,
+    REVISION_PATTERN,
+    SAFE_TEXT_PATTERN,
+    SERVED_NAME_PATTERN,
+    TOKEN_SECRET_KEY,
+    TOKEN_SECRET_NAME,
+    URL_PATTERN,
+    URL_RULES,
+    check_data_key,
+    check_env_name,
+    check_extra_arg,
+    check_no_dot_dot,
+    check_node_selector,
+    check_token_secret_key,
+    check_token_secret_name,
+    check_url,
+    rules,
+)
+from vlm_operator.api.scheduling import Affinity, Toleration
 
 Precision = Literal["auto", "bf16", "fp16", "fp8", "awq", "gptq"]
 CheckpointQuantization = Literal["none", "awq", "gptq", "fp8"]
@@ -17,12 +56,14 @@ ImageTokenFamily = Literal[
     "llava-next",
     "qwen2-vl",
     "qwen2.5-vl",
+    "qwen3-vl",
     "internvl",
     "mllama",
     "gemma3",
     "phi3v",
     "deepseek-vl2",
     "pixtral",
+    "mistral3",
     "idefics3",
 ]
 AttentionKind = Literal["standard", "sliding-window-mix", "multi-head-latent", "cross-attention"]
@@ -30,29 +71,56 @@ ScalingDriver = Literal["operator", "keda", "hpa"]
 ServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer"]
 
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|K|M|G|T|P)?$"
-DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-MODEL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$"
 GPU_PRODUCT_PATTERN = r"^(auto|[A-Za-z0-9][A-Za-z0-9._-]*)$"
-URL_PATTERN = r"^https?://[^\s]+$"
+MAX_REPLICAS = 100
+"""A bound on every replica count: one VisionModel holds at most this many vLLM replicas."""
 
 
 class SecretKeyRef(ApiModel):
-    """A key in a Secret in the VisionModel's namespace."""
+    """A key in a Secret in the VisionModel's namespace. The operator never reads the Secret,
+    so it cannot check its type: names and keys of service-account token Secrets are refused."""
 
-    name: Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_LABEL_PATTERN)]
+    name: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=253,
+            pattern=DNS_SUBDOMAIN_PATTERN,
+            json_schema_extra=rules(TOKEN_SECRET_NAME),
+        ),
+        AfterValidator(check_token_secret_name),
+    ]
     """Name of the Secret."""
 
-    key: Annotated[str, Field(min_length=1, max_length=253)] = "token"
+    key: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=253,
+            pattern=DATA_KEY_PATTERN,
+            json_schema_extra=rules(DATA_KEY, TOKEN_SECRET_KEY),
+        ),
+        AfterValidator(check_token_secret_key),
+    ] = "token"
     """Key inside the Secret whose value is the token."""
 
 
 class ConfigMapKeyRef(ApiModel):
     """A key in a ConfigMap in the VisionModel's namespace."""
 
-    name: Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_LABEL_PATTERN)]
+    name: Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)]
     """Name of the ConfigMap."""
 
-    key: Annotated[str, Field(min_length=1, max_length=253)] = "config.json"
+    key: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=253,
+            pattern=DATA_KEY_PATTERN,
+            json_schema_extra=rules(DATA_KEY),
+        ),
+        AfterValidator(check_data_key),
+    ] = "config.json"
     """Key inside the ConfigMap that holds the Hugging Face config.json."""
 
 
@@ -60,7 +128,7 @@ class ModelCache(ApiModel):
     """Where the model weights are downloaded to and kept."""
 
     persistent_volume_claim: Annotated[
-        str | None, Field(min_length=1, max_length=253, pattern=DNS_LABEL_PATTERN)
+        str | None, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)
     ] = None
     """Name of an existing PersistentVolumeClaim mounted as the Hugging Face cache.
     When absent, an emptyDir of sizeLimit is used and weights are downloaded on every start."""
@@ -124,13 +192,33 @@ class ArchitectureOverrides(ApiModel):
 class ModelSpec(ApiModel):
     """Which model to serve."""
 
-    id: Annotated[str, Field(min_length=1, max_length=200, pattern=MODEL_ID_PATTERN)]
+    id: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=200,
+            pattern=MODEL_ID_PATTERN,
+            json_schema_extra=rules(NO_DOT_DOT),
+        ),
+        AfterValidator(check_no_dot_dot),
+    ]
     """Hugging Face model id, for example Qwen/Qwen2.5-VL-7B-Instruct."""
 
-    revision: Annotated[str | None, Field(min_length=1, max_length=128)] = None
+    revision: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            max_length=128,
+            pattern=REVISION_PATTERN,
+            json_schema_extra=rules(NO_DOT_DOT),
+        ),
+        AfterValidator(lambda value: value if value is None else check_no_dot_dot(value)),
+    ] = None
     """Model revision: a branch, tag or commit hash. Unset means the default branch."""
 
-    served_name: Annotated[str | None, Field(min_length=1, max_length=200)] = None
+    served_name: Annotated[
+        str | None, Field(min_length=1, max_length=200, pattern=SERVED_NAME_PATTERN)
+    ] = None
     """Name clients use in the OpenAI API's model field. Defaults to the model id."""
 
     checkpoint_quantization: CheckpointQuantization = "none"
@@ -204,23 +292,36 @@ class HardwareSpec(ApiModel):
     tensor_parallel_size: Annotated[Int32 | None, Field(ge=1, le=16)] = None
     """Pins tensor parallelism. Unset lets the planner choose."""
 
-    node_selector: Annotated[dict[str, str], Field(max_length=32)] = {}
-    """Extra node labels a replica's node must carry."""
+    node_selector: Annotated[
+        dict[str, Annotated[str, Field(max_length=63, pattern=LABEL_VALUE_PATTERN)]],
+        Field(max_length=32, json_schema_extra=rules(LABEL_KEYS, NOT_CONTROL_PLANE_KEYS)),
+        AfterValidator(check_node_selector),
+    ] = {}
+    """Extra node labels a replica's node must carry. Control-plane roles are refused."""
 
-    tolerations: Annotated[
-        list[dict[str, Any]], Field(max_length=32, json_schema_extra={"items": PRESERVE_UNKNOWN})
-    ] = []
-    """Extra tolerations for the vLLM pods, copied verbatim. The GPU taint is tolerated always."""
+    tolerations: Annotated[list[Toleration], Field(max_length=32)] = []
+    """Extra tolerations for the vLLM pods. The GPU taint is tolerated always; a toleration of
+    every taint (no key) or of the control-plane taint is refused."""
 
-    affinity: Annotated[dict[str, Any] | None, Field(json_schema_extra=PRESERVE_UNKNOWN)] = None
-    """Affinity for the vLLM pods, copied verbatim."""
+    affinity: Affinity | None = None
+    """Affinity for the vLLM pods. Node affinity may not target control-plane nodes."""
 
 
 class PrometheusSource(ApiModel):
     """A Prometheus server to read metrics from."""
 
-    url: Annotated[str, Field(min_length=8, max_length=2048, pattern=URL_PATTERN)]
-    """Base URL of the Prometheus HTTP API, e.g. http://prometheus.monitoring:9090."""
+    url: Annotated[
+        str,
+        Field(
+            min_length=8,
+            max_length=512,
+            pattern=URL_PATTERN,
+            json_schema_extra=rules(*URL_RULES),
+        ),
+        AfterValidator(check_url),
+    ]
+    """Base URL of the Prometheus HTTP API, e.g. http://prometheus.monitoring:9090: http or
+    https, no credentials, query or fragment, no link-local or metadata address."""
 
 
 class PodsSource(ApiModel):
@@ -279,13 +380,13 @@ class ScalingSpec(ApiModel):
         }
     )
 
-    min_replicas: Annotated[Int32, Field(ge=0, le=1000)] = 1
+    min_replicas: Annotated[Int32, Field(ge=0, le=MAX_REPLICAS)] = 1
     """Fewest replicas. 0 allows scale to zero after scaleToZeroAfterSeconds without traffic."""
 
-    max_replicas: Annotated[Int32, Field(ge=1, le=1000)] = 4
+    max_replicas: Annotated[Int32, Field(ge=1, le=MAX_REPLICAS)] = 4
     """Most replicas."""
 
-    warm_replicas: Annotated[Int32, Field(ge=0, le=1000)] = 0
+    warm_replicas: Annotated[Int32, Field(ge=0, le=MAX_REPLICAS)] = 0
     """Loaded, idle replicas kept on top of demand, because a replica takes minutes to start."""
 
     queue_depth_target: Annotated[Int32, Field(ge=1, le=10000)] = 4
@@ -352,17 +453,24 @@ class ScalingSpec(ApiModel):
 class EnvVar(ApiModel):
     """An environment variable with a literal value."""
 
-    name: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+    model_config = ConfigDict(json_schema_extra=rules(ENV_NAME))
+
+    name: Annotated[
+        str,
+        Field(min_length=1, max_length=256, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"),
+        AfterValidator(check_env_name),
+    ]
     """Variable name."""
 
-    value: Annotated[str, Field(max_length=4096)] = ""
-    """Variable value."""
+    value: Annotated[str, Field(max_length=4096, pattern=SAFE_TEXT_PATTERN)] = ""
+    """Variable value. `$` is passed literally: the operator escapes it from the kubelet's
+    $(VAR) expansion."""
 
 
 class EngineSpec(ApiModel):
     """vLLM engine settings. Pins here are honoured by the planner instead of being derived."""
 
-    image: Annotated[str | None, Field(min_length=1, max_length=512)] = None
+    image: Annotated[str | None, Field(min_length=1, max_length=512, pattern=IMAGE_PATTERN)] = None
     """vLLM container image. Unset uses the operator's pinned image."""
 
     max_model_len: Annotated[Int32 | None, Field(ge=128, le=16_777_216)] = None
@@ -374,11 +482,36 @@ class EngineSpec(ApiModel):
     gpu_memory_utilization_percent: Annotated[Int32 | None, Field(ge=10, le=99)] = None
     """Pins --gpu-memory-utilization, in percent. Unset uses the engine default."""
 
-    extra_args: Annotated[list[Annotated[str, Field(max_length=4096)]], Field(max_length=64)] = []
-    """Extra arguments appended to vllm serve, verbatim."""
+    extra_args: Annotated[
+        list[
+            Annotated[
+                str,
+                Field(
+                    max_length=1024,
+                    pattern=SAFE_TEXT_PATTERN,
+                    json_schema_extra=rules(EXTRA_ARG_SPELLING, EXTRA_ARG_OPERATOR_FLAG),
+                ),
+                AfterValidator(check_extra_arg),
+            ]
+        ],
+        Field(max_length=64),
+    ] = []
+    """Extra arguments appended to vllm serve, each one argument (never a shell string). Flags
+    are spelled --name or --name=value; the flags the plan writes, --host, --api-key and
+    --allowed-local-media-path are refused, and the operator's configuration decides which
+    other flags pass (extraArgsAllowed, allowTrustRemoteCode). `$` is passed literally."""
 
     env: Annotated[list[EnvVar], Field(max_length=64, json_schema_extra=list_map("name"))] = []
-    """Extra environment variables for the vLLM container."""
+    """Extra environment variables for the vLLM container; names are unique."""
+
+    @field_validator("env")
+    @classmethod
+    def _unique_env_names(cls, env: list[EnvVar]) -> list[EnvVar]:
+        names = [var.name for var in env]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate names: {', '.join(duplicates)}")
+        return env
 
 
 class ServiceSpec(ApiModel):
@@ -403,7 +536,7 @@ class VisionModelSpec(ApiModel):
     hardware: HardwareSpec = HardwareSpec()
     """Which GPUs to use, and plan pins."""
 
-    replicas: Annotated[Int32, Field(ge=0, le=1000)] = 1
+    replicas: Annotated[Int32, Field(ge=0, le=MAX_REPLICAS)] = 1
     """Number of vLLM replicas. Written by the autoscaler when scaling is set."""
 
     scaling: ScalingSpec | None = None
@@ -522,7 +655,25 @@ class PlanStatus(ApiModel):
     """--gpu-memory-utilization."""
 
     tokens_per_image: Int32
-    """Decoder tokens one image of the declared size takes."""
+    """Decoder tokens of the costliest image inside the declared box (width and height at most
+    maxImageSize's): what sizes max-model-len and the KV cache."""
+
+    tokens_per_declared_image: Int32 = 0
+    """Decoder tokens of an image of exactly the declared size."""
+
+    worst_case_image: Annotated[str, Field(max_length=32)] = ""
+    """The costliest image inside the box, as WIDTHxHEIGHT: the dummy image vLLM profiles."""
+
+    max_num_batched_tokens: Int32 = 0
+    """--max-num-batched-tokens, raised above vLLM's default when its encoder cache would
+    otherwise refuse an image inside the box."""
+
+    encoder_cache_tokens: Int32 = 0
+    """Embeddings vLLM's encoder cache will hold: at least those of the costliest item."""
+
+    placement: Annotated[str, Field(max_length=1024)] = ""
+    """Why this GPU product: the cheapest fit, the one already running, or the cheapest with
+    free GPUs; and when replicas wait for GPUs, which feasible product has room."""
 
     kv_cache_tokens: Int64
     """Tokens the KV cache holds across the replica."""

@@ -12,6 +12,7 @@ import yaml
 from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
 
+from vlm_operator.api.config import OperatorConfig
 from vlm_operator.api.constants import API_VERSION, KIND
 from vlm_operator.api.v1alpha1 import VisionModel
 
@@ -42,8 +43,11 @@ def field_path(location: tuple[int | str, ...]) -> str:
     return path or "<document>"
 
 
-def validate_document(document: Any, source: str) -> list[Problem]:
-    """Check one parsed YAML document; an empty list means it is a valid VisionModel."""
+def validate_document(
+    document: Any, source: str, config: OperatorConfig | None = None
+) -> list[Problem]:
+    """Check one parsed YAML document against the schema, then against what an operator with
+    `config` (default: the default configuration) lets through; empty means valid."""
     if not isinstance(document, dict):
         return [Problem(source, "<document>", "expected a mapping (a Kubernetes object)")]
     if document.get("kind") != KIND or document.get("apiVersion") != API_VERSION:
@@ -51,13 +55,45 @@ def validate_document(document: Any, source: str) -> list[Problem]:
         return [Problem(source, "kind", f"expected {API_VERSION} {KIND}, found {found}")]
     try:
         # JSON mode with strict types matches the API server: "4" is not an integer there.
-        VisionModel.model_validate_json(json.dumps(document), strict=True)
+        model = VisionModel.model_validate_json(json.dumps(document), strict=True)
     except ValidationError as error:
         return [
             Problem(source, field_path(detail["loc"]), detail["msg"])
             for detail in error.errors(include_url=False)
         ]
-    return []
+    refused = (config or OperatorConfig()).refused_extra_args(model.spec.engine.extra_args)
+    return [Problem(source, f"spec.engine.extraArgs[{index}]", why) for index, why in refused]
+
+
+class _DuplicateKeyLoader(yaml.SafeLoader):
+    """A safe loader that records mapping keys given twice (kubectl keeps the last one)."""
+
+    duplicates: list[tuple[int, str]]
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                line = key_node.start_mark.line + 1
+                self.duplicates.append((line, f"line {line}: key {key!r} is given twice"))
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def duplicate_keys(path: Path) -> list[Problem]:
+    """Warnings for every mapping key given twice in a YAML file: the API server would take the
+    last one silently, which hides what a reviewer read."""
+    loader = _DuplicateKeyLoader(path.read_text(encoding="utf-8"))
+    loader.duplicates = []
+    try:
+        while loader.check_data():  # type: ignore[no-untyped-call]
+            loader.get_data()
+    finally:
+        loader.dispose()
+    return [
+        Problem(str(path), "<file>", f"warning: {found}") for _, found in sorted(loader.duplicates)
+    ]
 
 
 def iter_documents(path: Path) -> Iterator[tuple[str, Any]]:

@@ -3,10 +3,16 @@
 Pure: no clock, no I/O. The operator's timer and the fleet benchmark call the same `decide`.
 
 Signals, each used for what it is good at:
-- in-flight requests (running + waiting) against the plan's batch size give the replicas the load
-  needs; unlike a ratio of the queue alone, this does not collapse to zero the moment the queue
-  drains, which is what makes queue-only scaling flap;
-- the queue depth per replica says when demand has outrun capacity and scale-up is urgent;
+- the arrival rate, when vLLM's completion counter is read: requests finished per second
+  (rate of vllm:request_success_total) plus the growth of the in-flight count over the same
+  minute. By Little's law the running count is the completion rate times the time a request
+  runs, so the fleet needs running x arrivals / completions sequences in flight. This grows the
+  fleet to the arrival rate in one decision when a burst saturates it, and it does not count
+  the backlog left queued on a replica after a burst (which only that replica can serve) as
+  demand for new ones;
+- without that counter, in-flight requests (running + waiting) against the plan's batch size
+  give the replicas the load needs, and the queue depth per replica says when demand has
+  outrun capacity and scale-up is urgent;
 - KV-cache usage catches long requests that fill memory before they fill the batch;
 - GPU activity from DCGM's profiling fields (SM_ACTIVE, else GR_ENGINE_ACTIVE), which grow with
   the work done, sizes the fleet against `gpuUtilizationTargetPercent` as an HPA would, and keeps
@@ -45,6 +51,9 @@ IDLE_GPU_UTILIZATION_PERCENT = 5.0
 AT_ZERO = "scaled to zero, no pod reports load; set replicas or raise minReplicas to wake it"
 AT_ZERO_WAKES = "scaled to zero; the activator raises it to 1 on the next request"
 
+ARRIVAL_WINDOW_SECONDS = 60.0
+"""The arrival rate is measured over the same minute as the completion rate (rate[1m])."""
+
 MAX_SCALE_UP_STEP = 4
 """At most this many replicas are added per decision, or the current count if larger."""
 
@@ -70,6 +79,9 @@ class MetricsSample:
     """Requests the wake-from-zero activator holds until a replica is ready."""
     activator_requests_per_second: float | None = None
     """Requests per second arriving through the activator."""
+    completed_per_second: float | None = None
+    """Requests the fleet finished per second over the last minute
+    (rate of vllm:request_success_total)."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +105,8 @@ class History:
     """(time, scale-up target, scale-down target) of recent decisions, before stabilization."""
     last_scale_down: float | None = None
     last_traffic: float | None = None
+    recent_load: tuple[tuple[float, float, float | None], ...] = ()
+    """(time, running + waiting, summed GPU activity) of the last minute's decisions."""
 
 
 @dataclass(frozen=True)
@@ -149,17 +163,50 @@ def _metrics_used(sample: MetricsSample, fleet: FleetState) -> dict[str, float]:
         "gpuActivityPercent": gpu_activity_mean(sample, fleet),
         "heldRequests": sample.held_requests,
         "activatorRequestsPerSecond": sample.activator_requests_per_second,
+        "completedPerSecond": sample.completed_per_second,
     }
     return {name: round(value, 2) for name, value in values.items() if value is not None}
 
 
-def gpu_demand(sample: MetricsSample, fleet: FleetState, scaling: ScalingSpec) -> int | None:
-    """Replicas that would run the GPUs at the target activity, HPA-style: within 10% of the
-    target the ready count stands. None without a profiling field."""
+def arrival_rate(sample: MetricsSample, history: History, now: float) -> tuple[float, float] | None:
+    """(arrivals, completions) per second: what finished over the last minute plus how much the
+    in-flight count grew over it, since every request that arrived either finished or is still
+    in flight. None without the completion counter or before any request finished."""
+    completed = sample.completed_per_second
+    if completed is None or completed <= 0 or sample.running is None or sample.waiting is None:
+        return None
+    in_flight = sample.running + sample.waiting
+    past = [item for item in history.recent_load if now - ARRIVAL_WINDOW_SECONDS <= item[0] < now]
+    if not past:
+        return completed, completed
+    since, before, _ = past[0]
+    return max(0.0, completed + (in_flight - before) / (now - since)), completed
+
+
+def minute_of_gpu_activity(sample: MetricsSample, history: History, now: float) -> MetricsSample:
+    """The sample with its GPU activity averaged over the minute the rates cover, so that one
+    interval's Poisson noise does not buy a replica that the scale-down window then keeps."""
+    if sample.gpu_activity_percent_sum is None:
+        return sample
+    values = [
+        activity
+        for time, _, activity in history.recent_load
+        if now - ARRIVAL_WINDOW_SECONDS <= time < now and activity is not None
+    ]
+    values.append(sample.gpu_activity_percent_sum)
+    return replace(sample, gpu_activity_percent_sum=sum(values) / len(values))
+
+
+def gpu_demand(
+    sample: MetricsSample, fleet: FleetState, scaling: ScalingSpec, load_factor: float = 1.0
+) -> int | None:
+    """Replicas that would run the GPUs at the target activity, HPA-style, with the activity
+    scaled by `load_factor` (arrivals per completion): within 10% of the target the ready count
+    stands. None without a profiling field."""
     mean = gpu_activity_mean(sample, fleet)
     if mean is None:
         return None
-    ratio = mean / scaling.gpu_utilization_target_percent
+    ratio = mean * load_factor / scaling.gpu_utilization_target_percent
     ready = max(1, fleet.ready_replicas)
     if abs(ratio - 1) <= TOLERANCE:
         return ready
@@ -171,15 +218,32 @@ def load_demand(
     fleet: FleetState,
     scaling: ScalingSpec,
     batch_fraction: float = BATCH_TARGET_FRACTION,
+    rates: tuple[float, float] | None = None,
 ) -> tuple[int, str]:
-    """Replicas the current load needs when each fills `batch_fraction` of its batch, and why."""
+    """Replicas the current load needs when each fills `batch_fraction` of its batch, and why;
+    `rates` is (arrivals, completions) per second when the completion counter was read."""
     waiting = sample.waiting or 0.0
     running = sample.running or 0.0
     per_replica = max(1.0, fleet.max_num_seqs * batch_fraction)
-    by_load = math.ceil((running + waiting) / per_replica)
-    candidates = [(by_load, f"{running + waiting:.0f} requests in flight")]
+    load_factor = 1.0
     ready = max(fleet.ready_replicas, 1)
-    if waiting > scaling.queue_depth_target * ready:
+    if rates is not None:
+        arrivals, completions = rates
+        # Within the tolerance the two rates are the same minute's Poisson noise.
+        if abs(arrivals / completions - 1) > TOLERANCE:
+            load_factor = arrivals / completions
+        needed = running * load_factor
+        candidates = [
+            (
+                math.ceil(needed / per_replica),
+                f"{arrivals:.1f} requests/s arriving, {completions:.1f}/s served: "
+                f"{needed:.0f} in flight needed",
+            )
+        ]
+    else:
+        by_load = math.ceil((running + waiting) / per_replica)
+        candidates = [(by_load, f"{running + waiting:.0f} requests in flight")]
+    if rates is None and waiting > scaling.queue_depth_target * ready:
         # The queue outran capacity: every queued request beyond the target needs a new slot.
         backlog = waiting - scaling.queue_depth_target * ready
         candidates.append(
@@ -195,13 +259,14 @@ def load_demand(
                 f"KV cache {sample.kv_cache_usage:.0%} used",
             )
         )
-    by_gpu = gpu_demand(sample, fleet, scaling)
+    by_gpu = gpu_demand(sample, fleet, scaling, load_factor)
     if by_gpu is not None:
+        scaled = "" if load_factor == 1.0 else f" (x{load_factor:.2f} for the arrival rate)"
         candidates.append(
             (
                 by_gpu,
-                f"{sample.gpu_activity_field} {gpu_activity_mean(sample, fleet):.0f}% against "
-                f"the {scaling.gpu_utilization_target_percent}% target",
+                f"{sample.gpu_activity_field} {gpu_activity_mean(sample, fleet):.0f}%{scaled} "
+                f"against the {scaling.gpu_utilization_target_percent}% target",
             )
         )
     return max(candidates, key=lambda candidate: candidate[0])  # ties name the first signal
@@ -250,6 +315,7 @@ def decide(
         return _hold(fleet, scaling, f"holding at 0: {AT_ZERO_WAKES}{waking}", history, sample)
     read = sample
     sample = _held_requests_as_queue(sample, fleet)
+    held_as_queue = sample is not read
     if sample.problem:
         reason = f"holding at {fleet.spec_replicas}: {sample.problem}"
         return _hold(fleet, scaling, reason, history, sample)
@@ -268,10 +334,13 @@ def decide(
     if last_traffic is None:
         last_traffic = now
 
-    demand, signal = load_demand(sample, fleet, scaling)
-    if sample is not read:
+    rates = arrival_rate(sample, history, now)
+    activity_read = sample.gpu_activity_percent_sum
+    sample = minute_of_gpu_activity(sample, history, now)
+    demand, signal = load_demand(sample, fleet, scaling, rates=rates)
+    if held_as_queue:
         signal += " (held by the activator)"
-    relaxed_demand, _ = load_demand(sample, fleet, scaling, SCALE_DOWN_BATCH_FRACTION)
+    relaxed_demand, _ = load_demand(sample, fleet, scaling, SCALE_DOWN_BATCH_FRACTION, rates)
     raw = _clamp(demand + scaling.warm_replicas, scaling)
     relaxed = _clamp(relaxed_demand + scaling.warm_replicas, scaling)
     idle_for = now - last_traffic
@@ -284,7 +353,16 @@ def decide(
     kept_for = max(scaling.scale_down_delay_seconds, scaling.scale_up_delay_seconds)
     recommendations = tuple(item for item in history.recommendations if item[0] >= now - kept_for)
     recommendations += ((now, raw, relaxed),)
-    history = replace(history, recommendations=recommendations, last_traffic=last_traffic)
+    recent_load = (
+        *(item for item in history.recent_load if item[0] >= now - ARRIVAL_WINDOW_SECONDS),
+        (now, in_flight, activity_read),
+    )
+    history = replace(
+        history,
+        recommendations=recommendations,
+        last_traffic=last_traffic,
+        recent_load=recent_load,
+    )
     metrics = _metrics_used(sample, fleet)
     current = fleet.spec_replicas
     signal_of_gpu = gpu_signal(sample, scaling)
@@ -375,4 +453,10 @@ def merge_samples(samples: Sequence[MetricsSample]) -> MetricsSample:
         kv_cache_usage=mean([s.kv_cache_usage for s in usable]),
         gpu_utilization_percent=mean([s.gpu_utilization_percent for s in usable]),
         reporting_pods=sum(s.reporting_pods for s in usable),
+        # A pod read only once has no rate yet; a partial sum would understate the fleet's.
+        completed_per_second=(
+            None
+            if any(s.completed_per_second is None for s in usable)
+            else total([s.completed_per_second for s in usable])
+        ),
     )

@@ -8,6 +8,7 @@ escaped twice, for the regular expression and for the PromQL string that holds i
     avg(vllm:kv_cache_usage_perc{...})
     count(count by (pod) (vllm:num_requests_running{...}))   pods reporting
     min(timestamp(vllm:num_requests_running{...}))           oldest sample, for staleness
+    sum(rate(vllm:request_success_total{...}[1m]))           requests finished per second
 
 GPU activity comes from dcgm-exporter, whose own `pod` and `namespace` labels name the GPU's user.
 Scraped the standard way (no honorLabels) they collide with the exporter pod's target labels and
@@ -34,6 +35,11 @@ from dataclasses import dataclass
 WAITING = "vllm:num_requests_waiting"
 RUNNING = "vllm:num_requests_running"
 KV_CACHE_USAGE = "vllm:kv_cache_usage_perc"
+REQUEST_SUCCESS = "vllm:request_success_total"
+"""vLLM's counter of finished requests (one series per finished_reason); its rate plus the
+growth of the in-flight count is the arrival rate."""
+RATE_WINDOW = "1m"
+"""The range of every rate(); the policy measures the in-flight growth over the same minute."""
 GPU_UTILIZATION = "DCGM_FI_DEV_GPU_UTIL"
 SM_ACTIVE = "DCGM_FI_PROF_SM_ACTIVE"
 GR_ENGINE_ACTIVE = "DCGM_FI_PROF_GR_ENGINE_ACTIVE"

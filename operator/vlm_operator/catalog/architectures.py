@@ -113,7 +113,9 @@ def _explicit_overrides(overrides: ArchitectureOverrides | None) -> dict[str, An
 
 
 def _estimate_text_parameters(facts: Mapping[str, Any]) -> int:
-    """Dense decoder parameters from its shape: attention, gated MLP and embeddings."""
+    """Decoder parameters from its shape: attention, gated MLP and embeddings. With experts,
+    every expert's gated MLP counts (vLLM loads them all) plus the router, and the shared
+    experts; a dense layer's MLP is then taken to be the experts'."""
     hidden = int(facts["hidden_size"])
     heads = int(facts["num_attention_heads"])
     kv_heads = int(facts.get("num_key_value_heads", heads))
@@ -121,6 +123,11 @@ def _estimate_text_parameters(facts: Mapping[str, Any]) -> int:
     intermediate = int(facts.get("intermediate_size", 4 * hidden))
     attention = 2 * hidden * heads * head_dim + 2 * hidden * kv_heads * head_dim
     mlp = 3 * hidden * intermediate
+    experts = int(facts.get("num_experts", 0))
+    if experts > 1:
+        expert_size = int(facts.get("moe_intermediate_size", intermediate))
+        shared = int(facts.get("shared_experts", 0))
+        mlp = (experts + shared) * 3 * hidden * expert_size + experts * hidden
     embeddings = int(facts["vocab_size"]) * hidden
     lm_head = 0 if facts.get("tie_word_embeddings", False) else embeddings
     return int(facts["num_layers"]) * (attention + mlp) + embeddings + lm_head
@@ -145,6 +152,32 @@ def _describe_how(model_id: str) -> str:
     )
 
 
+def unsized_architectures() -> Mapping[str, str | None]:
+    """vLLM model classes the catalog refuses, each with its nearest family (None: no images)."""
+    unsized: Mapping[str, str | None] = _catalog()["unsized"]
+    return unsized
+
+
+def sized_architectures() -> tuple[str, ...]:
+    """vLLM model classes the catalog sizes."""
+    return tuple(_catalog()["architectures"])
+
+
+def _unsized_message(model_id: str, class_name: str) -> str:
+    nearest = _catalog()["unsized"][class_name]
+    if nearest is None:
+        return (
+            f"{model_id}: {class_name} takes no image input; the operator sizes "
+            "vision-language models only"
+        )
+    return (
+        f"{model_id}: {class_name} has no image-token rule of its own in the catalog; the "
+        f"nearest family is {nearest}. If its images are processed like {nearest}'s, set "
+        f"spec.model.architecture.family: {nearest} next to the configMapRef; otherwise "
+        + _describe_how(model_id)
+    )
+
+
 def resolve_architecture(
     model_id: str,
     overrides: ArchitectureOverrides | None = None,
@@ -161,6 +194,8 @@ def resolve_architecture(
     class_name = facts.get("architecture")
     class_facts: Mapping[str, Any] = catalog["architectures"].get(class_name, {})
     family = facts.get("family") or class_facts.get("family")
+    if family is None and class_name is not None and class_name in catalog["unsized"]:
+        raise UnknownArchitectureError(_unsized_message(model_id, class_name))
     if family is None:
         detail = f"architecture {class_name} is not in the catalog" if class_name else ""
         raise UnknownArchitectureError(
@@ -191,6 +226,7 @@ def resolve_architecture(
         parameters = _estimate_text_parameters(facts) + vision_parameters
 
     heads = int(facts["num_attention_heads"])
+    _check_consistency(model_id, attention, facts, int(parameters), int(vision_parameters))
     versions = class_facts.get("vllm") or family_facts.get("vllm")
     return Architecture(
         model_id=canonical_id,
@@ -245,6 +281,28 @@ def _check_attention_facts(model_id: str, attention: str, facts: Mapping[str, An
     needed, what = ATTENTION_FACTS.get(attention, ((), ""))
     if any(name not in facts for name in needed):
         raise UnknownArchitectureError(f"{model_id}: {attention} attention needs {what}")
+
+
+def _check_consistency(
+    model_id: str,
+    attention: str,
+    facts: Mapping[str, Any],
+    parameters: int,
+    vision_parameters: int,
+) -> None:
+    """Raise when the facts contradict each other, naming the field to correct."""
+    heads = int(facts["num_attention_heads"])
+    kv_heads = int(facts.get("num_key_value_heads", heads))
+    if attention != "multi-head-latent" and (kv_heads > heads or heads % kv_heads):
+        raise UnknownArchitectureError(
+            f"{model_id}: numKeyValueHeads {kv_heads} does not divide numAttentionHeads "
+            f"{heads}; grouped-query attention needs whole groups of query heads per KV head"
+        )
+    if vision_parameters >= parameters:
+        raise UnknownArchitectureError(
+            f"{model_id}: visionParameters {vision_parameters} is not below parameters "
+            f"{parameters}, which count the vision tower and the language model together"
+        )
 
 
 def _attention_of(facts: Mapping[str, Any]) -> str:

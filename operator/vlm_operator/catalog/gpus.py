@@ -19,6 +19,9 @@ UNKNOWN_COMPUTE_CAPABILITY = (7, 5)
 
 MIB_PER_GIB = 1024
 
+UNKNOWN_RELATIVE_COST = 100.0
+"""Cost assumed for a product outside the catalog without a configured cost: last resort."""
+
 MIN_COMPUTE_CAPABILITY = {"bf16": (8, 0), "fp8": (8, 9), "awq": (7, 5), "gptq": (6, 0)}
 """The oldest GPU architecture each precision runs on: bf16 from Ampere, fp8 compute from Ada."""
 
@@ -31,6 +34,8 @@ class GpuModel:
     products: tuple[str, ...]
     memory_gib: float
     compute_capability: tuple[int, int]
+    relative_cost: float = UNKNOWN_RELATIVE_COST
+    """Price per GPU-hour relative to the others: the planner prefers the cheapest fit."""
 
     @property
     def product(self) -> str:
@@ -66,6 +71,9 @@ class GpuOffer:
     """From nvidia.com/gpu.compute.major/minor."""
     max_gpus_per_node: int
     """Largest allocatable nvidia.com/gpu on one node of this product."""
+    max_free_gpus_per_node: int | None = None
+    """Most GPUs not yet requested by running pods on one node of this product; None when the
+    pods were not counted."""
 
 
 @cache
@@ -77,6 +85,7 @@ def gpu_catalog() -> tuple[GpuModel, ...]:
             products=tuple(entry["products"]),
             memory_gib=float(entry["memory_gib"]),
             compute_capability=(entry["compute_capability"][0], entry["compute_capability"][1]),
+            relative_cost=float(entry["relative_cost"]),
         )
         for entry in load_data_file("gpus.yaml")
     )
@@ -122,34 +131,60 @@ def _int_or_none(value: Any) -> int | None:
         return None
 
 
-def gpu_offers_from_nodes(nodes: Sequence[Mapping[str, Any]]) -> list[GpuOffer]:
+def _requested_gpus(pods: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """nvidia.com/gpu requested per node by pods that hold their GPUs (bound, not finished)."""
+    requested: dict[str, int] = {}
+    for pod in pods:
+        node = (pod.get("spec") or {}).get("nodeName")
+        phase = (pod.get("status") or {}).get("phase")
+        if not node or phase in ("Succeeded", "Failed"):
+            continue
+        for container in (pod.get("spec") or {}).get("containers") or []:
+            resources = container.get("resources") or {}
+            limits = resources.get("limits") or {}
+            requests = resources.get("requests") or {}
+            count = _int_or_none(requests.get(c.GPU_RESOURCE, limits.get(c.GPU_RESOURCE)))
+            requested[node] = requested.get(node, 0) + (count or 0)
+    return requested
+
+
+def gpu_offers_from_nodes(
+    nodes: Sequence[Mapping[str, Any]], pods: Sequence[Mapping[str, Any]] | None = None
+) -> list[GpuOffer]:
     """The GPU products schedulable nodes offer, one offer per product, sorted by product.
 
     Nodes without allocatable nvidia.com/gpu, without an nvidia.com/gpu.product label, or
     marked unschedulable are ignored. Memory and compute labels come from the first node of a
-    product that carries them; max_gpus_per_node is the largest allocatable count."""
+    product that carries them; max_gpus_per_node is the largest allocatable count. Given the
+    pods, max_free_gpus_per_node is the most allocatable-minus-requested on one node."""
+    requested = _requested_gpus(pods) if pods is not None else {}
     found: dict[str, GpuOffer] = {}
     for node in nodes:
         if (node.get("spec") or {}).get("unschedulable"):
             continue
-        labels: Mapping[str, str] = (node.get("metadata") or {}).get("labels") or {}
+        metadata = node.get("metadata") or {}
+        labels: Mapping[str, str] = metadata.get("labels") or {}
         allocatable = (node.get("status") or {}).get("allocatable") or {}
         gpus = _int_or_none(allocatable.get(c.GPU_RESOURCE))
         product = labels.get(c.GPU_PRODUCT_LABEL)
         if not gpus or gpus <= 0 or not product:
             continue
+        free = max(0, gpus - requested.get(str(metadata.get("name")), 0))
         memory_mib = _int_or_none(labels.get(c.GPU_MEMORY_LABEL))
         major = _int_or_none(labels.get(c.GPU_COMPUTE_MAJOR_LABEL))
         minor = _int_or_none(labels.get(c.GPU_COMPUTE_MINOR_LABEL))
         capability = (major, minor) if major is not None and minor is not None else None
         previous = found.get(product)
         if previous is None:
-            found[product] = GpuOffer(product, memory_mib, capability, gpus)
+            found[product] = GpuOffer(
+                product, memory_mib, capability, gpus, free if pods is not None else None
+            )
         else:
             found[product] = GpuOffer(
                 product,
                 previous.memory_mib if previous.memory_mib is not None else memory_mib,
                 previous.compute_capability or capability,
                 max(previous.max_gpus_per_node, gpus),
+                max(previous.max_free_gpus_per_node or 0, free) if pods is not None else None,
             )
     return [found[product] for product in sorted(found)]

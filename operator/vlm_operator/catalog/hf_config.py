@@ -23,6 +23,11 @@ TEXT_FIELDS = {
     "max_position_embeddings": "max_position_embeddings",
     "kv_lora_rank": "kv_lora_rank",
     "qk_rope_head_dim": "qk_rope_head_dim",
+    "num_experts": "num_experts",
+    "num_local_experts": "num_experts",
+    "n_routed_experts": "num_experts",
+    "moe_intermediate_size": "moe_intermediate_size",
+    "n_shared_experts": "shared_experts",
 }
 
 QUANTIZATION_METHODS = {"awq": "awq", "gptq": "gptq", "fp8": "fp8"}
@@ -56,14 +61,20 @@ def _global_layers(text: Mapping[str, Any], num_layers: int | None) -> int | Non
     return None
 
 
-def _vision_tower(vision: Mapping[str, Any]) -> dict[str, int]:
+def _vision_tower(vision: Mapping[str, Any]) -> dict[str, float]:
     hidden = _positive_int(vision.get("hidden_size")) or _positive_int(vision.get("embed_dim"))
     intermediate = _positive_int(vision.get("intermediate_size"))
     mlp_ratio = vision.get("mlp_ratio")
     if intermediate is None and hidden is not None and isinstance(mlp_ratio, int | float):
         intermediate = int(hidden * mlp_ratio)
     layers = _positive_int(vision.get("num_hidden_layers")) or _positive_int(vision.get("depth"))
-    tower = {"hidden_size": hidden, "intermediate_size": intermediate, "num_layers": layers}
+    merge = _positive_int(vision.get("spatial_merge_size"))
+    tower = {
+        "hidden_size": hidden,
+        "intermediate_size": intermediate,
+        "num_layers": layers,
+        "patches_per_token": float(merge * merge) if merge else None,
+    }
     return {key: value for key, value in tower.items() if value is not None}
 
 
@@ -72,7 +83,8 @@ def parse_hf_config(config: Mapping[str, Any]) -> dict[str, Any]:
 
     Keys that may appear: architecture, the TEXT_FIELDS values, tie_word_embeddings,
     sliding_window, global_layers, checkpoint_quantization and vision_tower (a dict with
-    hidden_size, intermediate_size and num_layers)."""
+    hidden_size, intermediate_size, num_layers and, from spatial_merge_size, patches_per_token).
+    Mixture-of-experts configs add num_experts, moe_intermediate_size and shared_experts."""
     facts: dict[str, Any] = {}
     architectures = config.get("architectures")
     if isinstance(architectures, list) and architectures and isinstance(architectures[0], str):

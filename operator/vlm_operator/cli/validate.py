@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vlm_operator.api.validation import validate_files
+import yaml
+
+from vlm_operator.api.validation import duplicate_keys, validate_files
 
 
 def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -16,8 +18,17 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    """Handler of `vlm-operator validate`: one line per problem, exit 1 when there are any."""
-    problems = validate_files([Path(name) for name in args.files])
+    """Handler of `vlm-operator validate`: one line per problem, exit 1 when there are any.
+    Duplicate keys are warnings: printed, but the exit code stays that of the problems."""
+    paths = [Path(name) for name in args.files]
+    problems = validate_files(paths)
+    for path in paths:
+        try:
+            warnings = duplicate_keys(path)
+        except (OSError, yaml.YAMLError):
+            continue  # already reported as a problem of the file
+        for warning in warnings:
+            print(warning)
     for problem in problems:
         print(problem)
     if not problems:

@@ -20,6 +20,7 @@ from vlm_operator.autoscale.sources import (
     PodScrapeSource,
     PrometheusSource,
 )
+from vlm_operator.autoscale.sources.pods import CounterReadings
 from vlm_operator.catalog.engine import SERVE_PORT
 from vlm_operator.controllers.clock import utc_now
 from vlm_operator.controllers.planning import SpecError, check_engine_policy, plan_for
@@ -27,6 +28,9 @@ from vlm_operator.controllers.state import Memory
 from vlm_operator.k8s.cluster import Cluster
 from vlm_operator.render.labels import selector_string
 from vlm_operator.status.events import Event, EventSink
+
+_POD_COUNTER_READINGS: dict[tuple[str, str], CounterReadings] = {}
+"""Per VisionModel, the pods' finished-request counters of the last minute, for their rate."""
 
 
 def metric_source(
@@ -42,7 +46,8 @@ def metric_source(
         pod: f"http://{address}:{SERVE_PORT}/metrics"
         for pod, address in cluster.ready_pod_addresses(namespace, selector_string(name)).items()
     }
-    return PodScrapeSource(endpoints)
+    readings = _POD_COUNTER_READINGS.setdefault((namespace, name), {})
+    return PodScrapeSource(endpoints, readings=readings)
 
 
 def autoscaling_status(decision: Decision, last_scale_time: str | None) -> dict[str, Any]:
@@ -72,6 +77,7 @@ def autoscale(
     with entry.lock:
         body = cluster.get_visionmodel(namespace, name)
         if body is None:
+            _POD_COUNTER_READINGS.pop((namespace, name), None)
             return
         try:
             spec = VisionModelSpec.model_validate(body.get("spec", {}))

@@ -21,7 +21,7 @@ from vlm_operator.render.autoscaling import (
     render_horizontal_pod_autoscaler,
     render_scaled_object,
 )
-from vlm_operator.render.labels import selector_string
+from vlm_operator.render.labels import name_conflict, selector_string
 from vlm_operator.render.workload import RenderInput, render_children
 from vlm_operator.sizing import refused_plan
 from vlm_operator.status.conditions import Observed, compute_status, status_changed
@@ -33,6 +33,30 @@ POD_MONITOR_CRD = "podmonitors.monitoring.coreos.com"
 def _owned_by(body: Mapping[str, Any] | None, uid: str) -> bool:
     references = (body or {}).get("metadata", {}).get("ownerReferences", [])
     return any(reference.get("uid") == uid for reference in references)
+
+
+def _foreign_object(
+    cluster: Cluster, source: RenderInput, children: list[dict[str, Any]]
+) -> str | None:
+    """The first object under a child's name that this VisionModel did not create, or None."""
+    scaling = source.spec.scaling
+    driver = scaling.driver if scaling is not None else None
+    manifests = list(children)
+    if driver == "hpa":
+        manifests.append(render_horizontal_pod_autoscaler(source))
+    elif driver == "keda" and cluster.has_crd(KEDA_CRD):
+        manifests.append(render_scaled_object(source))
+    for manifest in manifests:
+        kind, name = manifest["kind"], manifest["metadata"]["name"]
+        if name_conflict(
+            cluster.get(manifest["apiVersion"], kind, source.namespace, name), source.uid
+        ):
+            return (
+                f"{kind} {source.namespace}/{name} exists and was not created by this "
+                "VisionModel; the operator neither changes nor adopts it. Rename the "
+                f"VisionModel or remove the {kind}."
+            )
+    return None
 
 
 def _apply_scaling_driver(cluster: Cluster, source: RenderInput) -> tuple[str, str] | None:
@@ -108,7 +132,14 @@ def _reconcile_locked(
         spec = VisionModelSpec.model_validate(raw_spec)
         scaling = spec.scaling
         check_engine_policy(spec, config)
-        plan = plan_for(cluster, namespace, spec)
+        plan = plan_for(
+            cluster,
+            namespace,
+            spec,
+            name=name,
+            previous=previous_status.get("plan"),
+            gpu_costs=config.gpu_costs,
+        )
     except (ValidationError, SpecError) as error:
         stall_reason = Reason.INVALID_SPEC
         plan = refused_plan(Reason.INVALID_SPEC, str(error).replace("\n", " "))
@@ -116,9 +147,15 @@ def _reconcile_locked(
         stall_reason = None if plan.feasible else (plan.stall_reason or Reason.INVALID_SPEC)
         if plan.feasible:
             source = RenderInput(name, namespace, body["metadata"]["uid"], spec, plan, config)
-            for child in render_children(source, pod_monitor=cluster.has_crd(POD_MONITOR_CRD)):
-                cluster.apply(child)
-            blocker = _apply_scaling_driver(cluster, source)
+            children = render_children(source, pod_monitor=cluster.has_crd(POD_MONITOR_CRD))
+            conflict = _foreign_object(cluster, source, children)
+            if conflict is not None:
+                stall_reason = Reason.NAME_CONFLICT
+                plan = refused_plan(Reason.NAME_CONFLICT, conflict)
+            else:
+                for child in children:
+                    cluster.apply(child)
+                blocker = _apply_scaling_driver(cluster, source)
 
     deployment = cluster.get("apps/v1", "Deployment", namespace, name)
     ready = int((deployment or {}).get("status", {}).get("readyReplicas", 0))

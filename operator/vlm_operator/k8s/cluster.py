@@ -84,9 +84,12 @@ class Cluster:
         )
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        """Read one object of a non-core group, or None when it does not exist."""
+        """Read one object (of a non-core group, or a Service), or None when it does not exist."""
         group, version = _split_api_version(api_version)
         try:
+            if not group and kind == "Service":
+                service = self._core.read_namespaced_service(name, namespace)
+                return cast(dict[str, Any], self._api.sanitize_for_serialization(service))
             found = self._objects.get_namespaced_custom_object(
                 group, version, namespace, PLURALS[kind], name
             )
@@ -115,6 +118,14 @@ class Cluster:
         """Every Node, as plain dicts."""
         nodes = self._core.list_node()
         serialized = cast(dict[str, Any], self._api.sanitize_for_serialization(nodes))
+        return list(serialized.get("items", []))
+
+    def list_gpu_pods(self) -> list[dict[str, Any]]:
+        """Every pod not yet finished, in all namespaces, as plain dicts: what holds GPUs."""
+        pods = self._core.list_pod_for_all_namespaces(
+            field_selector="status.phase!=Succeeded,status.phase!=Failed"
+        )
+        serialized = cast(dict[str, Any], self._api.sanitize_for_serialization(pods))
         return list(serialized.get("items", []))
 
     def unschedulable_pods(self, namespace: str, selector: str) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from vlm_operator.api import constants as c
@@ -30,6 +31,17 @@ def common_labels(name: str, engine_version: str) -> dict[str, str]:
         c.LABEL_MANAGED_BY: c.FIELD_MANAGER,
         c.LABEL_VERSION: engine_version,
     }
+
+
+def name_conflict(existing: Mapping[str, Any] | None, uid: str) -> bool:
+    """Whether an object read back under a child's name is someone else's: it exists and this
+    VisionModel (by uid) is not its controller. Such an object is never changed or adopted."""
+    if existing is None:
+        return False
+    references = existing.get("metadata", {}).get("ownerReferences") or []
+    return not any(
+        reference.get("uid") == uid and reference.get("controller") for reference in references
+    )
 
 
 def owner_reference(name: str, uid: str) -> dict[str, Any]:

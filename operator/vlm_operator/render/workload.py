@@ -65,6 +65,12 @@ def shm_size_gib(tensor_parallel_size: int) -> int:
     return 2 if tensor_parallel_size == 1 else min(32, 4 * tensor_parallel_size)
 
 
+def escape_expansion(text: str) -> str:
+    """`text` as the kubelet must see it to pass it on literally: it expands $(VAR) in args and
+    env values and turns $$ into $, so every $ is doubled and no reference survives."""
+    return text.replace("$", "$$")
+
+
 def _env(source: RenderInput) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [{"name": "HF_HOME", "value": f"{CACHE_MOUNT_PATH}/hf"}]
     token = source.spec.model.token_secret_ref
@@ -75,7 +81,9 @@ def _env(source: RenderInput) -> list[dict[str, Any]]:
                 "valueFrom": {"secretKeyRef": {"name": token.name, "key": token.key}},
             }
         )
-    env.extend({"name": var.name, "value": var.value} for var in source.spec.engine.env)
+    env.extend(
+        {"name": var.name, "value": escape_expansion(var.value)} for var in source.spec.engine.env
+    )
     return env
 
 
@@ -126,7 +134,9 @@ def render_deployment(source: RenderInput) -> dict[str, Any]:
         "name": "vllm",
         "image": spec.engine.image or source.config.vllm_image,
         "command": ["vllm", "serve"],
-        "args": [*source.plan.engine_args, *spec.engine.extra_args],
+        "args": [
+            escape_expansion(arg) for arg in (*source.plan.engine_args, *spec.engine.extra_args)
+        ],
         "env": _env(source),
         "ports": [{"name": "http", "containerPort": SERVE_PORT, "protocol": "TCP"}],
         "resources": _resources(source),
@@ -143,11 +153,19 @@ def render_deployment(source: RenderInput) -> dict[str, Any]:
             **spec.hardware.node_selector,
             c.GPU_PRODUCT_LABEL: source.plan.gpu_product,
         },
-        "tolerations": [GPU_TOLERATION, *spec.hardware.tolerations],
+        "tolerations": [
+            GPU_TOLERATION,
+            *(
+                toleration.model_dump(by_alias=True, exclude_none=True)
+                for toleration in spec.hardware.tolerations
+            ),
+        ],
         "terminationGracePeriodSeconds": 60,
     }
     if spec.hardware.affinity is not None:
-        pod_spec["affinity"] = spec.hardware.affinity
+        pod_spec["affinity"] = spec.hardware.affinity.model_dump(
+            by_alias=True, exclude_none=True, exclude_defaults=True
+        )
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

@@ -20,12 +20,20 @@ def plan_visionmodel(
     *,
     gpu_offers: Sequence[GpuOffer] | None = None,
     architecture_config: Mapping[str, Any] | None = None,
+    gpu_costs: Mapping[str, float] | None = None,
+    previous: Mapping[str, Any] | None = None,
 ) -> Plan:
     """Size one VisionModel. gpu_offers None means no cluster knowledge: the whole GPU catalog.
+    gpu_costs overrides the catalog's relative cost per product; previous is the status.plan
+    the VisionModel runs with, kept while it fits.
 
     An infeasible plan for lack of memory names the smallest changes that would fit."""
     plan, architecture = plan_candidates(
-        spec, gpu_offers=gpu_offers, architecture_config=architecture_config
+        spec,
+        gpu_offers=gpu_offers,
+        architecture_config=architecture_config,
+        gpu_costs=gpu_costs,
+        previous=previous,
     )
     if plan.stall_reason != Reason.INSUFFICIENT_GPU_MEMORY or architecture is None:
         return plan

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from vlm_operator.api.config import TRUST_REMOTE_CODE
 from vlm_operator.catalog.engine import SERVE_PORT
 
 DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
@@ -35,6 +36,9 @@ class EngineSettings:
     images_per_prompt: int
     image_width: int
     image_height: int
+    """The dummy image's size: the costliest image inside the declared box."""
+    video_width: int
+    video_height: int
     videos_per_prompt: int
     video_frames: int
     processor_kwargs: Mapping[str, Any] = field(default_factory=dict)
@@ -58,8 +62,8 @@ def limit_mm_per_prompt(settings: EngineSettings) -> dict[str, Any]:
         video = {
             "count": settings.videos_per_prompt,
             "num_frames": settings.video_frames,
-            "width": settings.image_width,
-            "height": settings.image_height,
+            "width": settings.video_width,
+            "height": settings.video_height,
         }
     return {"image": image, "video": video}
 
@@ -102,8 +106,6 @@ def engine_arguments(settings: EngineSettings) -> list[str]:
     return arguments
 
 
-TRUST_REMOTE_CODE = "--trust-remote-code"
-"""Runs Python code from the model repository; off unless the operator configuration allows it."""
 _UNAMBIGUOUS_PREFIX = len("--trust-rem")
 """vLLM's parser accepts unambiguous abbreviations; --trust-rem is the shortest one."""
 

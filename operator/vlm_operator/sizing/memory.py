@@ -183,7 +183,8 @@ class ProfileRun:
     max_num_batched_tokens: int
     max_num_seqs: int
     vision_tokens: int
-    """Vision embeddings of the dummy multimodal batch (0 when multimodal input is off)."""
+    """Vision embeddings of the dummy multimodal batch (0 when multimodal input is off): items
+    per batch x the profiled item's embeddings (encoder_budget.py MultiModalBudget)."""
     encoder_cache_tokens: int
     """Embeddings the encoder cache is sized for."""
 
@@ -207,8 +208,13 @@ def profile_run(
 def activation_bytes(
     architecture: Architecture, tensor_parallel_size: int, profile: ProfileRun
 ) -> int:
-    """Peak of the profile run: the larger of the vision encoder's and the decoder's
-    activations, plus the encoder cache, which outlives the encoder forward."""
+    """Peak of the profile run (gpu_model_runner.py profile_run): the vision encoder's forward
+    over the dummy items, or afterwards the decoder's forward over max_num_batched_tokens and
+    the sampler's logits while the encoder outputs are still held, whichever is larger.
+
+    The encoder's working set is per patch at its real count (embeddings x patches merged into
+    each): the MLP's gated intermediate, sharded over tp, plus q, k, v, the attention output and
+    the residual stream at the tower's width (flash attention keeps no patch x patch matrix)."""
     tokens = profile.max_num_batched_tokens
     hidden = architecture.hidden_size
     decoder = (
@@ -221,6 +227,6 @@ def activation_bytes(
     per_patch = (3 * tower.intermediate_size // tensor_parallel_size + 6 * tower.hidden_size) * (
         SIXTEEN_BIT
     )
-    vision = int(profile.vision_tokens * tower.patches_per_token * per_patch)
-    encoder_cache = profile.encoder_cache_tokens * hidden * SIXTEEN_BIT
-    return max(decoder, vision) + encoder_cache
+    encoder = int(profile.vision_tokens * tower.patches_per_token * per_patch)
+    encoder_outputs = profile.vision_tokens * hidden * SIXTEEN_BIT
+    return max(encoder, decoder + encoder_outputs)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from vlm_operator.api.constants import Reason
@@ -38,9 +38,10 @@ from vlm_operator.catalog.gpus import (
 from vlm_operator.sizing.engine_args import EngineSettings, engine_arguments
 from vlm_operator.sizing.image_tokens import (
     image_tokens,
-    max_image_features,
     processor_limits,
+    profiled_item_features,
     video_tokens,
+    worst_case_image,
 )
 from vlm_operator.sizing.memory import (
     GIB,
@@ -60,6 +61,8 @@ PRECISION_RANK = {"bf16": 3, "fp16": 3, "fp8": 2, "awq": 1, "gptq": 1}
 TENSOR_PARALLEL_CHOICES = (1, 2, 4, 8, 16)
 CONTEXT_ROUNDING = 256
 MAX_REJECTED = 256
+FP8_KV_CACHE_CAPABILITY = (8, 9)
+"""An fp8 KV cache needs fp8 arithmetic in the attention kernels: Ada, Hopper and newer."""
 FP8_WEIGHT_ONLY_CAPABILITY = (8, 0)
 """Ampere runs fp8 checkpoints as weight-only fp8 (Marlin), without fp8 compute."""
 
@@ -82,13 +85,22 @@ class Demand:
     request_tokens: int
     concurrent_requests: int
     tokens_per_image: int
+    """Decoder tokens of the costliest image inside the declared box."""
+    tokens_per_declared_image: int
+    """Decoder tokens of an image of exactly the declared size."""
     images_per_request: int
     image_width: int
     image_height: int
+    """The declared box."""
+    worst_image_width: int
+    worst_image_height: int
+    """The costliest image inside the box: the dummy size rendered for vLLM's profile."""
     videos_per_request: int
     video_frames: int
     item_features: int
-    """Vision embeddings of the largest multimodal item vLLM profiles."""
+    """Vision embeddings of the multimodal item vLLM's budget counts (the dummy it builds)."""
+    admitted_features: int
+    """Embeddings of the largest item a request may carry: the encoder cache must hold it."""
     items_per_prompt: int
     cross_states_per_request: int
     gpu_memory_utilization: float
@@ -105,6 +117,19 @@ class Candidate:
     tensor_parallel_size: int
     max_gpus_per_node: int | None = None
     """From the cluster's offers; None without cluster knowledge."""
+    free_gpus_per_node: int | None = None
+    """Most unrequested GPUs on one node of the product; None when not counted."""
+
+    @property
+    def cost(self) -> float:
+        """Relative price of one replica: the product's cost per GPU times its GPUs."""
+        return self.gpu.relative_cost * self.tensor_parallel_size
+
+    @property
+    def has_room(self) -> bool:
+        """Whether a node of the product has the GPUs of one replica free (or nobody knows)."""
+        free = self.free_gpus_per_node
+        return free is None or free >= self.tensor_parallel_size
 
     @property
     def label(self) -> str:
@@ -125,6 +150,7 @@ class Figures:
     budget: int
     kv_cache_tokens: int
     max_num_batched_tokens: int
+    encoder_cache_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -173,6 +199,11 @@ class Plan:
     budget_gib: float
     engine_args: list[str] = field(default_factory=list)
     rejected: tuple[tuple[str, str], ...] = ()
+    tokens_per_declared_image: int = 0
+    worst_case_image: str = ""
+    max_num_batched_tokens: int = 0
+    encoder_cache_tokens: int = 0
+    placement: str = ""
 
     def to_status(self) -> PlanStatus:
         """The plan as status.plan."""
@@ -187,6 +218,11 @@ class Plan:
             max_num_seqs=self.max_num_seqs,
             gpu_memory_utilization=self.gpu_memory_utilization,
             tokens_per_image=self.tokens_per_image,
+            tokens_per_declared_image=self.tokens_per_declared_image,
+            worst_case_image=self.worst_case_image,
+            max_num_batched_tokens=self.max_num_batched_tokens,
+            encoder_cache_tokens=self.encoder_cache_tokens,
+            placement=self.placement,
             kv_cache_tokens=self.kv_cache_tokens,
             memory_gib=MemoryBreakdown(
                 weights=self.weights_gib,
@@ -241,15 +277,21 @@ def derive_demand(architecture: Architecture, spec: VisionModelSpec) -> Demand:
             f"{architecture.model_id} takes no video: set workload.maxVideosPerRequest to 0",
         )
     limits = processor_limits(architecture, width, height) if images or videos else {}
-    image = image_tokens(architecture, width, height, images_per_request=images, limits=limits)
-    item_features, items_per_prompt = 0, 0
+    declared = image_tokens(architecture, width, height, images_per_request=images, limits=limits)
+    (worst_width, worst_height), image = worst_case_image(
+        architecture, width, height, images_per_request=images, limits=limits
+    )
+    item_features, items_per_prompt, admitted = 0, 0, 0
     if images:
-        item_features = max_image_features(architecture, images_per_request=images, limits=limits)
-        items_per_prompt = images
+        item_features = profiled_item_features(
+            architecture, worst_width, worst_height, images_per_request=images, limits=limits
+        )
+        items_per_prompt, admitted = images, image.features
     video_decoder = 0
     if videos:
         video = video_tokens(architecture, width, height, workload.max_video_frames, limits=limits)
         video_decoder = video.decoder
+        admitted = max(admitted, video.features)
         if video.features >= item_features:
             item_features, items_per_prompt = video.features, videos
     request_tokens = (
@@ -292,12 +334,16 @@ def derive_demand(architecture: Architecture, spec: VisionModelSpec) -> Demand:
         request_tokens=min(request_tokens, max_model_len),
         concurrent_requests=min(workload.concurrency, max_num_seqs),
         tokens_per_image=image.decoder,
+        tokens_per_declared_image=declared.decoder,
         images_per_request=images,
         image_width=width,
         image_height=height,
+        worst_image_width=worst_width,
+        worst_image_height=worst_height,
         videos_per_request=videos,
         video_frames=workload.max_video_frames,
         item_features=item_features,
+        admitted_features=admitted,
         items_per_prompt=items_per_prompt,
         cross_states_per_request=cross_states,
         gpu_memory_utilization=utilization,
@@ -313,6 +359,17 @@ def default_max_num_batched_tokens(gpu: GpuModel) -> int:
     if gpu.memory_gib >= 70 and "a100" not in gpu.product.lower():
         return 8192
     return 2048
+
+
+def max_num_batched_tokens(gpu: GpuModel, demand: Demand) -> int:
+    """vLLM's default, raised where the encoder cache it implies would refuse an image inside
+    the box: the cache is max(max_num_batched_tokens, the profiled item's embeddings)
+    (encoder_cache_manager.py compute_mm_encoder_budget), and the profiled item can be smaller
+    than the costliest real one when the dummy image is clipped to a thin strip."""
+    default = default_max_num_batched_tokens(gpu)
+    if max(default, demand.item_features) >= demand.admitted_features:
+        return default
+    return demand.admitted_features
 
 
 def _precision_problem(precision: str, gpu: GpuModel, checkpoint: str) -> str:
@@ -334,6 +391,17 @@ def _precision_problem(precision: str, gpu: GpuModel, checkpoint: str) -> str:
         return (
             f"{precision} needs compute capability {needed[0]}.{needed[1]} or newer; "
             f"{gpu.product} has {gpu.compute_capability_text}{advice}"
+        )
+    return ""
+
+
+def _kv_dtype_problem(kv_cache_dtype: str, gpu: GpuModel) -> str:
+    """Why this GPU cannot keep the KV cache in this dtype, or ""."""
+    if kv_cache_dtype == "fp8" and gpu.compute_capability < FP8_KV_CACHE_CAPABILITY:
+        needed = ".".join(str(part) for part in FP8_KV_CACHE_CAPABILITY)
+        return (
+            f"an fp8 KV cache needs compute capability {needed} or newer; {gpu.product} has "
+            f"{gpu.compute_capability_text}: set hardware.kvCacheDtype to auto"
         )
     return ""
 
@@ -369,13 +437,15 @@ def evaluate(
 ) -> Evaluation:
     """Check one candidate against vLLM's constraints and its start-up memory accounting."""
     gpu, tp = candidate.gpu, candidate.tensor_parallel_size
-    problem = _precision_problem(candidate.precision, gpu, checkpoint) or _parallelism_problem(
-        architecture, tp
+    problem = (
+        _precision_problem(candidate.precision, gpu, checkpoint)
+        or _kv_dtype_problem(demand.kv_cache_dtype, gpu)
+        or _parallelism_problem(architecture, tp)
     )
     if problem:
         return Evaluation(candidate, None, problem, "constraint")
     total = int(gpu.memory_gib * GIB)
-    batched = default_max_num_batched_tokens(gpu)
+    batched = max_num_batched_tokens(gpu, demand)
     weights = weights_per_rank(architecture, candidate.precision, tp)
     profile = profile_run(
         batched,
@@ -400,6 +470,7 @@ def evaluate(
         budget=budget,
         kv_cache_tokens=kv_cache_tokens(layout, kv_bytes, demand.max_model_len),
         max_num_batched_tokens=batched,
+        encoder_cache_tokens=profile.encoder_cache_tokens,
     )
     problem = _memory_problem(demand, layout, figures, total - budget, outside_budget_bytes(tp))
     if problem:
@@ -449,26 +520,40 @@ def _memory_problem(
     return ""
 
 
-def _preference(evaluation: Evaluation) -> tuple[int, int, int, str]:
-    """Sort key: fewest GPUs, then higher precision, then larger KV cache, then by name."""
+def _preference(evaluation: Evaluation) -> tuple[int, float, int, int, str]:
+    """Sort key: fewest GPUs per replica (tensor parallelism adds all-reduce traffic and needs
+    nodes with that many GPUs free), then the cheapest replica, then higher precision, then the
+    larger KV cache, then by name."""
     candidate = evaluation.candidate
     kv_tokens = evaluation.figures.kv_cache_tokens if evaluation.figures else 0
     return (
         candidate.tensor_parallel_size,
+        candidate.cost,
         -PRECISION_RANK[candidate.precision],
         -kv_tokens,
         candidate.label,
     )
 
 
-def _gpu_choices(
-    spec: VisionModelSpec, offers: Sequence[GpuOffer] | None
-) -> list[tuple[GpuModel, int | None]]:
-    """GPUs to consider, each with the most GPUs one node of it offers (None: unknown)."""
+GpuChoice = tuple[GpuModel, int | None, int | None]
+"""A GPU, the most GPUs one node of it has and the most free on one (None: unknown)."""
+
+
+def _priced(gpu: GpuModel, costs: Mapping[str, float]) -> GpuModel:
+    """The GPU with its configured cost, where the operator configuration sets one."""
+    configured = {product.lower(): cost for product, cost in costs.items()}
+    for product in gpu.products:
+        if product.lower() in configured:
+            return replace(gpu, relative_cost=configured[product.lower()])
+    return gpu
+
+
+def _gpu_choices(spec: VisionModelSpec, offers: Sequence[GpuOffer] | None) -> list[GpuChoice]:
+    """GPUs to consider, with what one node of each offers."""
     wanted = spec.hardware.gpu_product
     if offers is None:
         if wanted == "auto":
-            return [(gpu, None) for gpu in gpu_catalog()]
+            return [(gpu, None, None) for gpu in gpu_catalog()]
         gpu = find_gpu(wanted)
         if gpu is None:
             known = ", ".join(product for gpu in gpu_catalog() for product in gpu.products)
@@ -477,9 +562,9 @@ def _gpu_choices(
                 f"GPU product {wanted} is not in the GPU catalog and no cluster describes it; "
                 f"known products: {known}",
             )
-        return [(gpu, None)]
-    offered: list[tuple[GpuModel, int | None]] = [
-        (gpu, offer.max_gpus_per_node)
+        return [(gpu, None, None)]
+    offered: list[GpuChoice] = [
+        (gpu, offer.max_gpus_per_node, offer.max_free_gpus_per_node)
         for offer in offers
         if (gpu := gpu_for_offer(offer)) is not None
     ]
@@ -517,13 +602,16 @@ def checkpoint_of(spec: VisionModelSpec, architecture: Architecture) -> str:
 
 
 def candidates_for(
-    spec: VisionModelSpec, architecture: Architecture, offers: Sequence[GpuOffer] | None
+    spec: VisionModelSpec,
+    architecture: Architecture,
+    offers: Sequence[GpuOffer] | None,
+    costs: Mapping[str, float] | None = None,
 ) -> list[Candidate]:
-    """Every candidate the spec allows, in a fixed order."""
+    """Every candidate the spec allows, in a fixed order, priced by `costs` where given."""
     checkpoint = checkpoint_of(spec, architecture)
     return [
-        Candidate(gpu, precision, tp, per_node)
-        for gpu, per_node in _gpu_choices(spec, offers)
+        Candidate(_priced(gpu, costs or {}), precision, tp, per_node, free)
+        for gpu, per_node, free in _gpu_choices(spec, offers)
         for precision in _precision_choices(spec, gpu, checkpoint)
         for tp in _tensor_parallel_choices(spec)
     ]
@@ -544,15 +632,17 @@ def _settings(
         max_num_seqs=demand.max_num_seqs,
         max_num_batched_tokens=figures.max_num_batched_tokens
         if figures
-        else default_max_num_batched_tokens(candidate.gpu),
+        else max_num_batched_tokens(candidate.gpu, demand),
         gpu_memory_utilization=demand.gpu_memory_utilization,
         precision=candidate.precision,
         activation_dtype="bf16" if candidate.gpu.supports_bf16 else "fp16",
         online_quantization=candidate.precision == "fp8" and checkpoint != "fp8",
         kv_cache_dtype=demand.kv_cache_dtype,
         images_per_prompt=demand.images_per_request,
-        image_width=demand.image_width,
-        image_height=demand.image_height,
+        image_width=demand.worst_image_width,
+        image_height=demand.worst_image_height,
+        video_width=demand.image_width,
+        video_height=demand.image_height,
         videos_per_prompt=demand.videos_per_request,
         video_frames=demand.video_frames,
         processor_kwargs=demand.processor_kwargs,
@@ -602,6 +692,7 @@ def _plan(
     chosen: Evaluation,
     evaluations: Sequence[Evaluation],
     reason: str,
+    placement: str = "",
 ) -> Plan:
     figures = chosen.figures or Figures(0, 0, 0, 0, 0, 0, 0, 0, 0)
     candidate = chosen.candidate
@@ -627,6 +718,15 @@ def _plan(
         budget_gib=_gib(figures.budget),
         engine_args=engine_arguments(_settings(spec, architecture, demand, chosen)),
         rejected=_rejections(evaluations),
+        tokens_per_declared_image=demand.tokens_per_declared_image,
+        worst_case_image=(
+            f"{demand.worst_image_width}x{demand.worst_image_height}"
+            if demand.images_per_request
+            else ""
+        ),
+        max_num_batched_tokens=figures.max_num_batched_tokens,
+        encoder_cache_tokens=figures.encoder_cache_tokens,
+        placement=placement,
     )
 
 
@@ -639,25 +739,84 @@ def best_feasible(
     return (min(feasible, key=_preference) if feasible else None), evaluations
 
 
+def _running(previous: Mapping[str, Any] | None) -> tuple[str, str, int] | None:
+    """(product, precision, tp) of the plan a VisionModel already runs, from status.plan."""
+    if not previous or not previous.get("feasible"):
+        return None
+    product, precision = previous.get("gpuProduct"), previous.get("precision")
+    tp = previous.get("tensorParallelSize")
+    if not isinstance(product, str) or not isinstance(precision, str) or not isinstance(tp, int):
+        return None
+    return product.lower(), precision, tp
+
+
+def place(
+    evaluations: Sequence[Evaluation], previous: Mapping[str, Any] | None = None
+) -> tuple[Evaluation, str] | None:
+    """The feasible candidate to run, and why: the placement already running while it still
+    fits (adding or cordoning nodes must not roll a model), else the cheapest with a node that
+    has a replica's GPUs free, else the cheapest, whose replicas then wait for GPUs."""
+    feasible = sorted((e for e in evaluations if e.feasible), key=_preference)
+    if not feasible:
+        return None
+    cheapest = feasible[0]
+    roomy = [e for e in feasible if e.candidate.has_room]
+    target = roomy[0] if roomy else cheapest
+    needed = cheapest.candidate.tensor_parallel_size
+    full = (
+        f"{cheapest.candidate.label} is cheaper but no node of it has {needed} free "
+        f"GPU{'s' if needed > 1 else ''}"
+    )
+    running = _running(previous)
+    for evaluation in feasible:
+        candidate = evaluation.candidate
+        key = (candidate.gpu.product.lower(), candidate.precision, candidate.tensor_parallel_size)
+        if key != running:
+            continue
+        if evaluation is cheapest:
+            return evaluation, "cheapest feasible; already running there"
+        if evaluation is target:
+            return evaluation, f"already running there; {full}"
+        return evaluation, (
+            f"keeps {candidate.label}, where it runs, while it fits; it would move to "
+            f"{target.candidate.label} (relative cost {target.candidate.cost:g} against "
+            f"{candidate.cost:g}) if its hardware spec changed or this stopped fitting"
+        )
+    if not roomy:
+        others = ", ".join(sorted({e.candidate.gpu.product for e in feasible[1:]})) or "none"
+        return cheapest, (
+            f"replicas wait for GPUs: no {cheapest.candidate.gpu.product} node has "
+            f"{needed} free; no other feasible product ({others}) has room either"
+        )
+    if target is cheapest:
+        return cheapest, "cheapest feasible"
+    return target, f"{full}; {target.candidate.gpu.product} has room"
+
+
 def plan_candidates(
     spec: VisionModelSpec,
     *,
     gpu_offers: Sequence[GpuOffer] | None = None,
     architecture_config: Mapping[str, Any] | None = None,
+    gpu_costs: Mapping[str, float] | None = None,
+    previous: Mapping[str, Any] | None = None,
 ) -> tuple[Plan, Architecture | None]:
     """Size one VisionModel: the chosen candidate, or the closest refused one and why.
 
-    Also returns the resolved architecture (None when the model could not be resolved)."""
+    `previous` is the status.plan it runs with, if any. Also returns the resolved
+    architecture (None when the model could not be resolved)."""
     try:
         architecture = resolve_model(spec, architecture_config)
         demand = derive_demand(architecture, spec)
-        candidates = candidates_for(spec, architecture, gpu_offers)
+        candidates = candidates_for(spec, architecture, gpu_offers, gpu_costs)
     except PlanningError as error:
         return refused_plan(error.stall_reason, error.message), None
     checkpoint = checkpoint_of(spec, architecture)
-    chosen, evaluations = best_feasible(architecture, demand, candidates, checkpoint)
-    if chosen is not None:
-        return _plan(spec, architecture, demand, chosen, evaluations, ""), architecture
+    _, evaluations = best_feasible(architecture, demand, candidates, checkpoint)
+    placed = place(evaluations, previous)
+    if placed is not None:
+        chosen, placement = placed
+        return _plan(spec, architecture, demand, chosen, evaluations, "", placement), architecture
     closest = _closest(evaluations)
     reason = f"no candidate fits; closest {closest.candidate.label}: {closest.problem}"
     return _plan(spec, architecture, demand, closest, evaluations, reason), architecture

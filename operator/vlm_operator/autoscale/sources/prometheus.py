@@ -13,12 +13,24 @@ from vlm_operator.autoscale.signals import (
     GPU_ACTIVITY_FIELDS,
     GPU_UTILIZATION,
     KV_CACHE_USAGE,
+    RATE_WINDOW,
+    REQUEST_SUCCESS,
     RUNNING,
     STALE_AFTER_SECONDS,
     WAITING,
     Fleet,
 )
 from vlm_operator.autoscale.sources.base import Fetch, http_get
+
+ERROR_TYPES = frozenset(
+    {"bad_data", "timeout", "canceled", "execution", "unavailable", "not_found", "internal"}
+)
+"""The errorType values of the Prometheus HTTP API. Only these are reported: the server's own
+text is never copied into status or events, since the URL may point at any reachable service."""
+
+
+class QueryRejectedError(ValueError):
+    """Prometheus answered a query with an error; the message is ours, never the server's."""
 
 
 class PrometheusSource:
@@ -46,7 +58,9 @@ class PrometheusSource:
             raw = error.read()  # Prometheus explains a rejected query in a JSON body
         body = json.loads(raw)
         if body.get("status") != "success":
-            raise ValueError(f"{promql}: {body.get('error', 'query failed')}")
+            error_type = body.get("errorType")
+            known = error_type if error_type in ERROR_TYPES else "not a Prometheus answer"
+            raise QueryRejectedError(f"{promql}: {known}")
         result = body["data"]["result"]
         if not result:
             return None
@@ -65,7 +79,7 @@ class PrometheusSource:
             return None, None
         selector = fleet.activator_selector()
         held = self._query(f"sum({ACTIVATOR_HELD}{{{selector}}})", now)
-        rate = self._query(f"sum(rate({ACTIVATOR_REQUESTS}{{{selector}}}[1m]))", now)
+        rate = self._query(f"sum(rate({ACTIVATOR_REQUESTS}{{{selector}}}[{RATE_WINDOW}]))", now)
         return held, rate
 
     def read(self, fleet: Fleet, now: float) -> MetricsSample:
@@ -97,8 +111,15 @@ class PrometheusSource:
                 gpu_activity_field=field,
                 held_requests=held,
                 activator_requests_per_second=activator_rate,
+                completed_per_second=self._query(
+                    f"sum(rate({REQUEST_SUCCESS}{{{selector}}}[{RATE_WINDOW}]))", now
+                ),
             )
+        except urllib.error.HTTPError as error:
+            return no_metrics(f"Prometheus at {self.url} is unavailable: HTTP {error.code}")
         except OSError as error:
             return no_metrics(f"Prometheus at {self.url} is unavailable: {error}")
-        except (ValueError, KeyError) as error:
+        except QueryRejectedError as error:
             return no_metrics(f"Prometheus at {self.url} rejected a query: {error}")
+        except (ValueError, KeyError, TypeError, IndexError):
+            return no_metrics(f"Prometheus at {self.url} answered with no query result")
