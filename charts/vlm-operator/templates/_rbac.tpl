@@ -51,11 +51,6 @@
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [get]
-# The vLLM pods: the scheduler's message for unschedulable ones (status), and the addresses of
-# ready ones (the pods metrics source).
-- apiGroups: [""]
-  resources: [pods]
-  verbs: [list]
 # Events on VisionModels: the operator's decisions and kopf's handler errors.
 - apiGroups: [""]
   resources: [events]
@@ -68,6 +63,13 @@
 - apiGroups: [""]
   resources: [nodes]
   verbs: [list, watch]
+# Pods, in every namespace: the GPUs already held on each node (what is free for a placement),
+# the scheduler's message for unschedulable vLLM pods, and the addresses of ready ones (the pods
+# metrics source). Read-only; cluster-wide even in namespaced mode, because other namespaces'
+# pods hold GPUs too.
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list]
 # Whether KEDA's and the Prometheus operator's kinds are installed, by CRD name.
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]
