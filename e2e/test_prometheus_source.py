@@ -182,10 +182,13 @@ def test_sm_activity_tracks_the_batch_and_sizes_against_the_target(
             prometheus.set_targets(no_profiling.targets(None if honor_labels else EXPORTER_POD))
             fallback = wait_for_sample(
                 source,
-                "the pod without profiling fields",
-                lambda s: s.problem == "" and s.gpu_utilization_percent is not None,
+                "the pod without profiling fields, once the first pod's series went stale",
+                lambda s: (
+                    s.problem == ""
+                    and s.gpu_utilization_percent is not None
+                    and s.gpu_activity_field == ""
+                ),
             )
-            assert fallback.gpu_activity_field == ""
             decision = decide(fallback, all_ready(1), SCALING, History(), time.time())
             assert decision.gpu_signal.startswith("DCGM_FI_DEV_GPU_UTIL only")
         finally:
