@@ -6,6 +6,7 @@ import threading
 from dataclasses import dataclass, field
 
 from vlm_operator.autoscale.policy import History
+from vlm_operator.autoscale.sources.pods import CounterReadings
 from vlm_operator.controllers import metrics
 
 Key = tuple[str, str]
@@ -20,6 +21,8 @@ class VisionModelMemory:
     """Held by the reconcile and by the autoscaler: the two never interleave on one object."""
     history: History | None = None
     """The autoscaler's recent recommendations; None until its first pass."""
+    counter_readings: CounterReadings = field(default_factory=dict)
+    """The pods' finished-request counters of the last minute, for their rate (pods source)."""
 
 
 class Memory:
