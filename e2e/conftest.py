@@ -188,12 +188,15 @@ def operator(
     namespace: str, operator_kubeconfig: Path, request: pytest.FixtureRequest
 ) -> Iterator[OperatorProcess]:
     """The operator as a real subprocess watching the test's namespace, with the chart's
-    ServiceAccount identity and nothing more. Its log is kept under .cluster/artifacts/ when the
-    test fails."""
+    ServiceAccount identity and nothing more; `@pytest.mark.operator_env(NAME=value)` adds
+    environment variables (operator configuration) for one test. Its log is kept under
+    .cluster/artifacts/ when the test fails."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     log_path = ARTIFACTS / f"operator-{namespace}.log"
+    marker = request.node.get_closest_marker("operator_env")
+    overrides: dict[str, str] = dict(marker.kwargs) if marker is not None else {}
     process = OperatorProcess(
-        namespace, log_path, operator_environment(), kubeconfig=operator_kubeconfig
+        namespace, log_path, operator_environment(**overrides), kubeconfig=operator_kubeconfig
     )
     request.node.stash[OPERATOR_KEY] = process
     try:

@@ -39,12 +39,22 @@ from harness import (
     wait_ready,
 )
 from prometheus_harness import Prometheus, SimulatedPod
+from vlm_operator.api.config import DEFAULT_EXTRA_ARGS_ALLOWED
 from vlm_operator.api.v1alpha1 import VisionModelSpec
 from vlm_operator.catalog.architectures import resolve_architecture
 from vlm_operator.sizing.memory import profile_run
 from vlm_operator.sizing.planner import derive_demand
 
-pytestmark = pytest.mark.engine
+pytestmark = [
+    pytest.mark.engine,
+    # The tiny models' small KV cache (--num-gpu-blocks-override) is a flag this installation
+    # allows; the default allow-list refuses it.
+    pytest.mark.operator_env(
+        VLM_OPERATOR_EXTRA_ARGS_ALLOWED=",".join(
+            [*DEFAULT_EXTRA_ARGS_ALLOWED, "--num-gpu-blocks-override"]
+        )
+    ),
+]
 
 NAME = "tiny-vl"
 MAX_NUM_SEQS = 2
@@ -386,9 +396,17 @@ def test_images_of_the_declared_box_cost_the_planned_tokens(served: Served) -> N
     assert largest.status == 200, largest.error
     assert smaller.status == 200, smaller.error
     measured = largest.prompt_tokens - text_only.prompt_tokens
-    assert measured == served.plan["tokensPerImage"], (
+    assert measured == served.plan["tokensPerDeclaredImage"], (
         f"{model.name}: vLLM counts {measured} prompt tokens for a {model.width}x{model.height} "
-        f"image, the plan {served.plan['tokensPerImage']}"
+        f"image, the plan {served.plan['tokensPerDeclaredImage']}"
+    )
+    # The costliest image inside the box, as the plan names it, costs what the plan sized for.
+    width, height = (int(side) for side in served.plan["worstCaseImage"].split("x"))
+    worst = engine.chat([(width, height)])
+    assert worst.status == 200, worst.error
+    assert worst.prompt_tokens - text_only.prompt_tokens == served.plan["tokensPerImage"], (
+        f"{model.name}: vLLM counts {worst.prompt_tokens - text_only.prompt_tokens} prompt "
+        f"tokens for the worst case {width}x{height}, the plan {served.plan['tokensPerImage']}"
     )
     full = engine.chat([(model.width, model.height)] * model.images)
     assert full.status == 200, full.error

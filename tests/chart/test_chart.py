@@ -212,7 +212,7 @@ def test_namespaced_mode_grants_namespaced_kinds_only_in_its_namespaces() -> Non
     cluster_wide = [
         rule for key, rules in found.items() if key[0] == "ClusterRole" for rule in rules
     ]
-    # Pods: free GPUs are counted from every namespace's pods (read-only).
+    # Pods too: free GPUs are counted from the pods of every namespace on the GPU nodes.
     assert {resource for rule in cluster_wide for resource in rule["resources"]} == {
         "nodes",
         "pods",

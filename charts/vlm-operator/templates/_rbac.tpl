@@ -71,8 +71,8 @@
 - apiGroups: [""]
   resources: [nodes]
   verbs: [list, watch]
-# Free GPUs are the Nodes' allocatable minus what running pods request, in any namespace:
-# the planner lists every unfinished pod (read-only, cluster-wide even in namespaced mode).
+# Pods, in every namespace: the GPUs already held on each node (what is free for a placement).
+# Read-only; cluster-wide even in namespaced mode, because other namespaces' pods hold GPUs too.
 - apiGroups: [""]
   resources: [pods]
   verbs: [list]

@@ -29,17 +29,14 @@ from vlm_operator.k8s.cluster import Cluster
 from vlm_operator.render.labels import selector_string
 from vlm_operator.status.events import Event, EventSink
 
-_POD_COUNTER_READINGS: dict[tuple[str, str], CounterReadings] = {}
-"""Per VisionModel, the pods' finished-request counters of the last minute, for their rate."""
-
-
-def forget_counters(namespace: str, name: str) -> None:
-    """Drop a deleted VisionModel's counter readings."""
-    _POD_COUNTER_READINGS.pop((namespace, name), None)
-
 
 def metric_source(
-    cluster: Cluster, config: OperatorConfig, namespace: str, name: str, scaling: ScalingSpec
+    cluster: Cluster,
+    config: OperatorConfig,
+    namespace: str,
+    name: str,
+    scaling: ScalingSpec,
+    readings: CounterReadings,
 ) -> MetricSource:
     """The source the VisionModel asks for, as far as the operator's configuration allows."""
     prometheus = scaling.metrics_source.prometheus
@@ -51,7 +48,6 @@ def metric_source(
         pod: f"http://{address}:{SERVE_PORT}/metrics"
         for pod, address in cluster.ready_pod_addresses(namespace, selector_string(name)).items()
     }
-    readings = _POD_COUNTER_READINGS.setdefault((namespace, name), {})
     return PodScrapeSource(endpoints, readings=readings)
 
 
@@ -82,7 +78,6 @@ def autoscale(
     with entry.lock:
         body = cluster.get_visionmodel(namespace, name)
         if body is None:
-            forget_counters(namespace, name)
             return
         try:
             spec = VisionModelSpec.model_validate(body.get("spec", {}))
@@ -105,7 +100,7 @@ def autoscale(
             gpus_per_replica=plan.gpus_per_replica,
         )
         now = time.time()
-        source = metric_source(cluster, config, namespace, name, scaling)
+        source = metric_source(cluster, config, namespace, name, scaling, entry.counter_readings)
         sample = source.read(Fleet(namespace, name), now)
         # A fresh history after a restart starts with the current count, so nothing is scaled
         # down before a full window of evidence.

@@ -13,7 +13,7 @@ from typing import Any
 
 from vlm_operator.api import constants as c
 from vlm_operator.api.config import OperatorConfig
-from vlm_operator.controllers.autoscale_loop import autoscale, forget_counters
+from vlm_operator.controllers.autoscale_loop import autoscale
 from vlm_operator.controllers.reconcile_loop import reconcile
 from vlm_operator.controllers.state import Key, Memory, forget_visionmodel
 from vlm_operator.controllers.workqueue import WorkQueue
@@ -142,7 +142,6 @@ class Runner:
         if event_type == "DELETED":
             cache.remove(c.KIND, *key)
             forget_visionmodel(self.memory, *key)
-            forget_counters(*key)
             return
         known = cache.get(c.KIND, *key)
         cache.put(c.KIND, body)

@@ -6,6 +6,7 @@ import threading
 from dataclasses import dataclass, field
 
 from vlm_operator.autoscale.policy import History
+from vlm_operator.autoscale.sources.pods import CounterReadings
 from vlm_operator.controllers import metrics
 
 Key = tuple[str, str]
@@ -33,6 +34,8 @@ class VisionModelMemory:
     different one means someone else changed the spec."""
     driver: str = UNKNOWN
     """The scaling driver whose objects the last successful reconcile left in place."""
+    counter_readings: CounterReadings = field(default_factory=dict)
+    """The pods' finished-request counters of the last minute, for their rate (pods source)."""
 
 
 class Memory:
@@ -47,10 +50,10 @@ class Memory:
         with self._guard:
             return self._entries.setdefault((namespace, name), VisionModelMemory())
 
-    def forget(self, namespace: str, name: str) -> None:
-        """Drop a deleted VisionModel's entry."""
+    def forget(self, namespace: str, name: str) -> VisionModelMemory | None:
+        """Drop a deleted VisionModel's entry; returns it, None if there was none."""
         with self._guard:
-            self._entries.pop((namespace, name), None)
+            return self._entries.pop((namespace, name), None)
 
     def keys(self) -> set[Key]:
         """The VisionModels remembered now."""
@@ -59,6 +62,12 @@ class Memory:
 
 
 def forget_visionmodel(memory: Memory, namespace: str, name: str) -> None:
-    """Drop everything the operator keeps in memory about a deleted VisionModel, gauges too."""
-    memory.forget(namespace, name)
-    metrics.forget_visionmodel(namespace, name)
+    """Drop everything the operator keeps in memory about a deleted VisionModel, gauges too.
+    The gauges go once a pass still running on the object has finished, so that it cannot
+    publish them again afterwards."""
+    entry = memory.forget(namespace, name)
+    if entry is None:
+        metrics.forget_visionmodel(namespace, name)
+        return
+    with entry.lock:
+        metrics.forget_visionmodel(namespace, name)
