@@ -174,7 +174,7 @@ def reconcile(
     entry = memory.of(namespace, name)
     with entry.lock:
         try:
-            refused = _reconcile_locked(cluster, config, entry, namespace, name, post_event)
+            refused = _reconcile_locked(cluster, config, memory, entry, namespace, name, post_event)
         except Exception as error:
             metrics.RECONCILE_ERRORS.labels(type(error).__name__).inc()
             metrics.RECONCILES.labels("error").inc()
@@ -188,6 +188,7 @@ def reconcile(
 def _reconcile_locked(
     cluster: Cluster,
     config: OperatorConfig,
+    memory: Memory,
     entry: VisionModelMemory,
     namespace: str,
     name: str,
@@ -265,14 +266,19 @@ def _reconcile_locked(
     for event in outcome.events:
         post_event(body, event)
     stalled = [c["reason"] for c in outcome.status["conditions"] if c["type"] == "Stalled"]
-    metrics.record_visionmodel(
+    memory.publish(
         namespace,
         name,
-        plan=plan,
-        desired=desired_replicas,
-        ready=ready,
-        warm=scaling.warm_replicas if scaling is not None else None,
-        maximum=scaling.max_replicas if scaling is not None else None,
-        stalled_reason=stalled[0] if stalled else None,
+        entry,
+        lambda: metrics.record_visionmodel(
+            namespace,
+            name,
+            plan=plan,
+            desired=desired_replicas,
+            ready=ready,
+            warm=scaling.warm_replicas if scaling is not None else None,
+            maximum=scaling.max_replicas if scaling is not None else None,
+            stalled_reason=stalled[0] if stalled else None,
+        ),
     )
     return bool(failures)

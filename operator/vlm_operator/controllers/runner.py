@@ -15,7 +15,7 @@ from vlm_operator.api import constants as c
 from vlm_operator.api.config import OperatorConfig
 from vlm_operator.controllers.autoscale_loop import autoscale
 from vlm_operator.controllers.reconcile_loop import reconcile
-from vlm_operator.controllers.state import Key, Memory, forget_visionmodel
+from vlm_operator.controllers.state import Key, Memory
 from vlm_operator.controllers.workqueue import WorkQueue
 from vlm_operator.k8s.cluster import Cluster
 from vlm_operator.k8s.errors import cause_of, is_outage
@@ -141,7 +141,7 @@ class Runner:
         cache = self.cluster.cache
         if event_type == "DELETED":
             cache.remove(c.KIND, *key)
-            forget_visionmodel(self.memory, *key)
+            self.memory.forget(*key)
             return
         known = cache.get(c.KIND, *key)
         cache.put(c.KIND, body)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vlm_operator.autoscale.policy import History
@@ -50,24 +51,22 @@ class Memory:
         with self._guard:
             return self._entries.setdefault((namespace, name), VisionModelMemory())
 
-    def forget(self, namespace: str, name: str) -> VisionModelMemory | None:
-        """Drop a deleted VisionModel's entry; returns it, None if there was none."""
+    def forget(self, namespace: str, name: str) -> None:
+        """Drop a deleted VisionModel's entry and its gauges."""
         with self._guard:
-            return self._entries.pop((namespace, name), None)
+            self._entries.pop((namespace, name), None)
+            metrics.forget_visionmodel(namespace, name)
+
+    def publish(
+        self, namespace: str, name: str, entry: VisionModelMemory, quick: Callable[[], None]
+    ) -> None:
+        """Run quick (a gauge update) only if entry is still the object's memory: a pass that
+        began before the delete event cannot publish the gauges again after forget()."""
+        with self._guard:
+            if self._entries.get((namespace, name)) is entry:
+                quick()
 
     def keys(self) -> set[Key]:
         """The VisionModels remembered now."""
         with self._guard:
             return set(self._entries)
-
-
-def forget_visionmodel(memory: Memory, namespace: str, name: str) -> None:
-    """Drop everything the operator keeps in memory about a deleted VisionModel, gauges too.
-    The gauges go once a pass still running on the object has finished, so that it cannot
-    publish them again afterwards."""
-    entry = memory.forget(namespace, name)
-    if entry is None:
-        metrics.forget_visionmodel(namespace, name)
-        return
-    with entry.lock:
-        metrics.forget_visionmodel(namespace, name)
