@@ -75,10 +75,17 @@ def _cluster_running() -> bool:
     return probe.returncode == 0
 
 
-def _start_cluster(config: pytest.Config) -> Path:
-    """Run up.sh, showing its progress (a first run builds Kubernetes); return the kubeconfig."""
+def _say(config: pytest.Config, line: str) -> None:
+    """Write a line straight to the terminal, past pytest's output capture."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(line)
+
+
+def _start_cluster(config: pytest.Config) -> Path:
+    """Run up.sh, showing its progress (a first run builds Kubernetes); return the kubeconfig."""
     process = subprocess.Popen(
         ["bash", str(CLUSTER_SCRIPTS / "up.sh")],
         stdout=subprocess.PIPE,
@@ -91,10 +98,7 @@ def _start_cluster(config: pytest.Config) -> Path:
     progress = []
     for line in process.stderr:
         progress.append(line)
-        if reporter is not None and capture is not None:
-            # Straight to the terminal: a first start builds Kubernetes for about ten minutes.
-            with capture.global_and_fixture_disabled():
-                reporter.write_line(line.rstrip())
+        _say(config, line.rstrip())  # a first start builds Kubernetes for about ten minutes
     output = process.stdout.read()
     if process.wait() != 0:
         pytest.fail(f"the local control plane did not start:\n{''.join(progress)}")
@@ -115,11 +119,7 @@ def _stop_demo_operator(config: pytest.Config) -> None:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(
-            f"e2e: stopped the demo's operator (pid {pid}) so it cannot race the tests"
-        )
+    _say(config, f"e2e: stopped the demo's operator (pid {pid}) so it cannot race the tests")
     for _ in range(100):
         if not Path(f"/proc/{pid}").exists():
             return

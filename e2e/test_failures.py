@@ -34,6 +34,16 @@ BOGUS_AFFINITY = {
 }
 
 
+def service_quota(namespace: str, name: str, services: int) -> dict[str, Any]:
+    """A ResourceQuota that lets the namespace hold this many Services."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"hard": {"services": str(services)}},
+    }
+
+
 def warning_reasons(namespace: str) -> set[str]:
     events = list_objects("event", namespace, field_selector="involvedObject.kind=VisionModel")
     return {event["reason"] for event in events if event["type"] == "Warning"}
@@ -80,13 +90,7 @@ def test_an_invalid_affinity_stalls_with_the_api_servers_message_and_keeps_servi
 def test_an_exceeded_quota_applies_the_other_children_and_recovers(
     namespace: str, operator: OperatorProcess
 ) -> None:
-    quota = {
-        "apiVersion": "v1",
-        "kind": "ResourceQuota",
-        "metadata": {"name": "no-services", "namespace": namespace},
-        "spec": {"hard": {"services": "0"}},
-    }
-    apply_manifest(quota)
+    apply_manifest(service_quota(namespace, "no-services", 0))
     wait_for(
         lambda: (
             (get_object("resourcequota", "no-services", namespace) or {})
@@ -115,13 +119,7 @@ def test_an_exceeded_quota_applies_the_other_children_and_recovers(
 def test_every_refused_visionmodel_has_a_status_row(
     namespace: str, operator: OperatorProcess
 ) -> None:
-    quota = {
-        "apiVersion": "v1",
-        "kind": "ResourceQuota",
-        "metadata": {"name": "two-services", "namespace": namespace},
-        "spec": {"hard": {"services": "2"}},
-    }
-    apply_manifest(quota)
+    apply_manifest(service_quota(namespace, "two-services", 2))
     names = [f"model-{index}" for index in range(5)]
     for name in names:
         apply_manifest(visionmodel(namespace, name=name))
