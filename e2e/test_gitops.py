@@ -236,13 +236,14 @@ def test_application_b_progressing_healthy_degraded_and_pruned(
             "status": "Progressing",
             "message": "Waiting for the operator to report status",
         }
-        # kstatus has nothing to go on without status.observedGeneration: it reads Current.
-        assert (
-            kstatus(argocd.bin, get_object("visionmodel", name, namespace) or {})[
-                "sigs.k8s.io/cli-utils"
-            ]["status"]
-            == "Current"
-        )
+        # The CRD's status default (observedGeneration 0) keeps kstatus from reading Current.
+        unreported = get_object("visionmodel", name, namespace) or {}
+        assert unreported["status"]["observedGeneration"] == 0
+        for library in ("sigs.k8s.io/cli-utils", "github.com/fluxcd/cli-utils"):
+            assert kstatus(argocd.bin, unreported)[library] == {
+                "status": "InProgress",
+                "message": "VisionModel generation is 1, but latest observed generation is 0",
+            }
 
     operator = OperatorProcess(
         namespace,

@@ -137,7 +137,10 @@ def build_crd() -> dict[str, Any]:
             "kind": {"type": "string", "description": "Kind of this object."},
             "metadata": {"type": "object"},
             "spec": spec_schema,
-            "status": status_schema,
+            # A VisionModel the operator has not reported on yet reads back with observedGeneration
+            # 0, behind its generation: kstatus (Flux, Helm 4's --wait) then says InProgress
+            # instead of taking the missing status for Current.
+            "status": {**status_schema, "default": {"observedGeneration": 0}},
         },
         "x-kubernetes-validations": [
             {

@@ -12,7 +12,8 @@ local function conditionOf(conditions, wanted)
   return nil
 end
 
-if obj.status == nil or obj.status.conditions == nil then
+-- No status, or only the API server's default for it (observedGeneration 0, no conditions).
+if obj.status == nil or obj.status.conditions == nil or next(obj.status.conditions) == nil then
   hs.status = "Progressing"
   hs.message = "Waiting for the operator to report status"
   return hs
