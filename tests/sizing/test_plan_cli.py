@@ -114,3 +114,20 @@ def test_usage_errors(
     code, _, err = run(capsys, *argv)
     assert code == 2
     assert message in err
+
+
+def test_table_shows_the_image_budget(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(
+        capsys,
+        "--model", "Qwen/Qwen2.5-VL-7B-Instruct", "--gpu", "NVIDIA-H100-80GB-HBM3",
+        "--images", "2", "--image-size", "1000x700",
+    )  # fmt: skip
+    assert code == 0
+    # Worked by hand: Qwen2.5-VL resizes to multiples of 28 px (14 px patches, 2x2 merge), so
+    # 1000x700 becomes 1008x700, 36 x 25 = 900 tokens, plus the vision start and end tokens.
+    assert (
+        "image tokens: 902 for the costliest image inside the declared box (1000x700), "
+        "902 for the declared size" in out
+    )
+    assert "encoder cache " in out
+    assert "placement: " in out

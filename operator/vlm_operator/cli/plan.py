@@ -138,7 +138,18 @@ def render_table(plan: Plan) -> str:
     lines += [
         f"max-model-len {plan.max_model_len}   max-num-seqs {plan.max_num_seqs}   "
         f"gpu-memory-utilization {plan.gpu_memory_utilization:.2f}",
-        f"tokens per image {plan.tokens_per_image}   KV cache {plan.kv_cache_tokens:,} tokens",
+        f"tokens per image {plan.tokens_per_image}   KV cache {plan.kv_cache_tokens:,} tokens   "
+        f"encoder cache {plan.encoder_cache_tokens:,} tokens   "
+        f"max-num-batched-tokens {plan.max_num_batched_tokens:,}",
+    ]
+    if plan.worst_case_image:
+        lines.append(
+            f"image tokens: {plan.tokens_per_image} for the costliest image inside the declared "
+            f"box ({plan.worst_case_image}), {plan.tokens_per_declared_image} for the declared size"
+        )
+    if plan.placement:
+        lines.append(f"placement: {plan.placement}")
+    lines += [
         "",
         "memory per GPU (GiB)",
         f"  weights       {plan.weights_gib:8.2f}   (vision {plan.vision_gib:.2f})",
