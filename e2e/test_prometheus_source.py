@@ -142,7 +142,7 @@ def test_sm_activity_tracks_the_batch_and_sizes_against_the_target(
 ) -> None:
     """Half a batch of decoding reads about 50% SM activity (GPU_UTIL reads busy), whether the
     DCGM series keep `pod`/`namespace` (honorLabels) or arrive as `exported_pod`/
-    `exported_namespace`; against a 40% target the SM term wins the decision."""
+    `exported_namespace`; against a 35% target the SM term wins the decision."""
     pod = SimulatedPod(PODS[0], FLEET.namespace, tmp_path, max_num_seqs=8)
     no_profiling = SimulatedPod(PODS[1], FLEET.namespace, tmp_path, dcgm_profiling=False)
     with Prometheus(tmp_path / "prometheus", honor_labels=honor_labels) as prometheus:
@@ -164,11 +164,14 @@ def test_sm_activity_tracks_the_batch_and_sizes_against_the_target(
             # GPU_UTIL reads busy while SM activity reads half; on a loaded machine the
             # simulator's busy share of wall time drops a little below its idle-machine 90%+.
             assert (busy.gpu_utilization_percent or 0) >= 70
-            target_40 = ScalingSpec(
-                min_replicas=1, max_replicas=4, warm_replicas=0, gpu_utilization_target_percent=40
+            # Worked by hand: 40-60% against a 35% target is 1.14-1.71 times the target, past
+            # the policy's 10% tolerance (a 40% target would stand still at 40-44%), so one
+            # ready replica becomes ceil(1.14..1.71) = 2.
+            target_35 = ScalingSpec(
+                min_replicas=1, max_replicas=4, warm_replicas=0, gpu_utilization_target_percent=35
             )
             batch_of_8 = FleetState(1, 1, 1, max_num_seqs=8)
-            decision = decide(busy, batch_of_8, target_40, History(), time.time())
+            decision = decide(busy, batch_of_8, target_35, History(), time.time())
             assert decision.desired_replicas == 2, decision.reason
             assert "DCGM_FI_PROF_SM_ACTIVE" in decision.reason
             assert decision.gpu_signal.startswith("DCGM_FI_PROF_SM_ACTIVE")
